@@ -1,0 +1,1061 @@
+"""The recorder: per-column buffers for one run, flushed as Parquet segments.
+
+``Recorder`` is the loop API and the one engine behind the Gymnasium wrappers
+and the SB3 callback.  The per-step path writes a handful of numpy scalars
+and nothing else; everything derived is computed at flush time.  It never
+raises into the training loop because of data: what it cannot store it counts
+(``manifest["dropped"]``) and reports once as a ``RecorderWarning``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import platform
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import warnings
+import weakref
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pyarrow as pa
+
+from rlaudit import __version__, schema
+from rlaudit.errors import ConfigError, RecorderWarning, RunExistsError, StoreError
+from rlaudit.recorder.columns import make_column, row_bytes, scatter, snapshot, sparse_to_arrow
+from rlaudit.recorder.writer import final_paths, finalize_run, write_parquet_atomic, write_parts_manifest
+
+DEFAULT_FLUSH_STEPS = 65536
+DEFAULT_FLUSH_SECONDS = 30.0
+MAX_BUFFER_BYTES = 64 * 2**20  # per buffered column of images / large observations
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}$")
+_PHASE_CODES = {p: k for k, p in enumerate(schema.PHASES)}
+_PHASE_DICT = pa.array(list(schema.PHASES), pa.string())
+_POLICY_TYPES = {f.name: f.type for f in schema.POLICY_SCALAR_FIELDS}
+
+_open_recorders: "weakref.WeakSet[Recorder]" = weakref.WeakSet()
+
+
+class _Sparse:
+    """A column most rows leave empty: (row, value) pairs, nulls elsewhere."""
+
+    __slots__ = ("rows", "values")
+
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+        self.values: list[Any] = []
+
+    def add(self, row: int, value: Any) -> None:
+        self.rows.append(row)
+        self.values.append(value)
+
+    def extend(self, rows: Any, values: Any) -> None:
+        self.rows.extend(rows)
+        self.values.extend(values)
+
+    def to_arrow(self, n: int, type_: pa.DataType | None = None) -> pa.Array:
+        type_ = type_ if type_ is not None else _scalar_type(self.values)
+        if type_ == pa.string():
+            values = pa.array([v if type(v) is str else str(v) for v in self.values], pa.string())
+        elif pa.types.is_floating(type_):
+            values = pa.array(np.asarray(self.values, dtype=np.float64), type_, from_pandas=False)
+        else:
+            values = pa.array(self.values, type_)
+        return scatter(values, self.rows, n)
+
+
+def _scalar_type(values: list[Any]) -> pa.DataType:
+    """Column type of normalised info values: bool < float64 < string."""
+    kinds = {type(v) for v in values}
+    if str in kinds:
+        return pa.string()
+    if kinds == {bool}:
+        return pa.bool_()
+    return pa.float64()
+
+
+def _normalise(value: Any) -> Any:
+    """A storable scalar (bool, float or str) for an info value, or raise."""
+    t = type(value)
+    if t is float or t is bool or t is str:
+        return value
+    if t is int:
+        return float(value)
+    if isinstance(value, np.generic):
+        if isinstance(value, np.bool_):
+            return bool(value)
+        if isinstance(value, (np.integer, np.floating)):
+            return float(value)
+        if isinstance(value, np.str_):
+            return str(value)
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "biuf":
+        return _normalise(value.reshape(()).item())
+    if isinstance(value, (int, float)):  # int/float subclasses, e.g. IntEnum
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    raise TypeError(type(value).__name__ + (f" of shape {value.shape}" if hasattr(value, "shape") else ""))
+
+
+class _EnvState:
+    """Per sub-environment counters."""
+
+    __slots__ = ("episode", "t", "seed", "has_obs", "done")
+
+    def __init__(self) -> None:
+        self.episode = -1
+        self.t = 0
+        self.seed: int | None = None
+        self.has_obs = False
+        self.done = False
+
+
+def _git_commit(start: Path) -> str | None:
+    """HEAD of the git checkout around ``start``, read without running git."""
+    for d in (start, *start.parents):
+        git = d / ".git"
+        if git.is_dir():
+            try:
+                head = (git / "HEAD").read_text().strip()
+                if not head.startswith("ref: "):
+                    return head
+                ref = head[5:]
+                ref_file = git / ref
+                if ref_file.exists():
+                    return ref_file.read_text().strip()
+                packed = git / "packed-refs"
+                if packed.exists():
+                    for line in packed.read_text().splitlines():
+                        if line.endswith(" " + ref):
+                            return line.split()[0]
+            except OSError:
+                return None
+            return None
+    return None
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "rlaudit": __version__}
+    for name in ("numpy", "pyarrow", "gymnasium", "torch", "stable_baselines3"):
+        mod = sys.modules.get(name)  # never import torch just to read a version
+        if mod is None and name in ("numpy", "pyarrow", "gymnasium"):
+            try:
+                mod = __import__(name)
+            except ImportError:
+                mod = None
+        if mod is not None:
+            out[name] = str(getattr(mod, "__version__", "unknown"))
+    return out
+
+
+class Recorder:
+    """Record a training run, step by step, into ``<store>/<run_id>.parquet``.
+
+    Use it as a context manager around a hand-written loop::
+
+        with rlaudit.Recorder("runs/", config={"agent": "ppo", "gamma": 0.99}) as rec:
+            obs, info = env.reset(seed=0)
+            rec.reset(obs, seed=0, info=info)
+            while training:
+                action = policy(obs)
+                obs, reward, terminated, truncated, info = env.step(action)
+                rec.step(action, obs, reward, terminated, truncated, info, logp=logp)
+                if terminated or truncated:
+                    obs, info = env.reset()
+                    rec.reset(obs, info=info)
+
+    Each row holds the observation the action was chosen from.  Options:
+
+    - ``config``: run configuration stored in the manifest; the keys ``agent``,
+      ``hyperparameters``, ``gamma``, ``reward``, ``reward_params``,
+      ``reward_bounds``, ``auditor_columns``, ``seed`` and ``protocol`` are lifted
+      into the manifest's own fields.
+    - ``env_id``, ``env_kwargs``, ``observation_space``, ``action_space``,
+      ``env_meta`` (extra facts such as ``max_episode_steps``): how to rebuild
+      and read the environment.
+    - ``phase``: ``"train"`` or ``"eval"``; change it with ``rec.phase = "eval"``.
+    - ``info_prefix``: info entries whose key starts with it become reward terms.
+    - ``component_fns``: ``{name: fn(obs, action, info)}`` computing reward terms.
+    - ``flush_steps`` / ``flush_seconds``: a segment is written when either is
+      reached (a crash loses at most that much).
+    - ``on_exists``: ``"error"`` (default for an explicit run id) or ``"suffix"``
+      (default for generated ids): what to do when the run id is taken.
+    """
+
+    def __init__(
+        self,
+        store: str | os.PathLike,
+        run_id: str | None = None,
+        *,
+        config: Mapping[str, Any] | None = None,
+        env_id: str | None = None,
+        env_kwargs: Mapping[str, Any] | None = None,
+        observation_space: Any = None,
+        action_space: Any = None,
+        env_meta: Mapping[str, Any] | None = None,
+        phase: str = "train",
+        info_prefix: str | None = None,
+        component_fns: Mapping[str, Callable[[Any, Any, dict], float]] | None = None,
+        flush_steps: int = DEFAULT_FLUSH_STEPS,
+        flush_seconds: float = DEFAULT_FLUSH_SECONDS,
+        on_exists: str | None = None,
+        handle_sigterm: bool = True,
+    ):
+        if not isinstance(flush_steps, int) or flush_steps < 1:
+            raise ConfigError(f"flush_steps must be a positive integer, got {flush_steps!r}")
+        if not (isinstance(flush_seconds, (int, float)) and flush_seconds > 0):
+            raise ConfigError(f"flush_seconds must be a positive number, got {flush_seconds!r}")
+        if on_exists not in (None, "error", "suffix"):
+            raise ConfigError(f"on_exists must be 'error' or 'suffix', got {on_exists!r}")
+        if info_prefix is not None and not isinstance(info_prefix, str):
+            raise ConfigError(f"info_prefix must be a string, got {type(info_prefix).__name__}")
+        for name, fn in (component_fns or {}).items():
+            if not callable(fn):
+                raise ConfigError(f"component_fns[{name!r}] must be callable fn(obs, action, info), got {type(fn).__name__}")
+        config = dict(config or {})
+        if phase not in _PHASE_CODES:
+            raise ConfigError(f"phase must be one of {', '.join(schema.PHASES)}, got {phase!r}")
+
+        self.store = Path(store)
+        try:
+            self.store.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store folder {self.store}: {exc}") from None
+        self.run_id, self._parts = self._claim_run_id(run_id, env_id, on_exists)
+        self.path = self.store / f"{self.run_id}{schema.STEPS_SUFFIX}"
+
+        self.flush_steps = flush_steps
+        self.flush_seconds = float(flush_seconds)
+        self.info_prefix = info_prefix or None
+        self.component_fns = dict(component_fns or {})
+        self._phase_code = _PHASE_CODES[phase]
+
+        self._obs_spec = schema.space_spec(observation_space) if observation_space is not None else None
+        self._act_spec = schema.space_spec(action_space) if action_space is not None else None
+        self._capacity = 0
+        self._n = 0  # rows buffered in the current segment
+        self._segments = 0
+        self._metric_segments = 0
+        self._episodes_done = 0
+        self.global_step = 0
+        self._envs: list[_EnvState] = []
+        self._single = True  # one env stream: obs is written straight into the buffer
+        self._staging = None
+        self._pending_first: tuple[int, Any] | None = None  # an obs seen before the buffers exist
+        self._rows_flushed = 0
+        self._abandoned = 0
+        self._dropped: Counter[str] = Counter()
+        self._warned = False
+        self._closed = False
+
+        self._t0 = time.perf_counter()
+        self._next_flush = self._t0 + self.flush_seconds
+        self._manifest = self._base_manifest(config, env_id, env_kwargs, env_meta)
+        write_parts_manifest(self._parts, self._manifest)
+
+        self._metric_rows: list[tuple[int, float, str, float]] = []
+        _open_recorders.add(self)
+        if handle_sigterm:
+            _install_sigterm_handler()
+
+    # -- set-up ---------------------------------------------------------------
+
+    def _claim_run_id(self, run_id: str | None, env_id: str | None, on_exists: str | None) -> tuple[str, Path]:
+        if run_id is None:
+            stem = re.sub(r"[^A-Za-z0-9._-]+", "-", (env_id or "run").split(":")[-1].split("/")[-1]).strip("-") or "run"
+            base = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+            on_exists = on_exists or "suffix"
+        else:
+            if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id) or run_id.endswith(".metrics"):
+                raise ConfigError(
+                    f"run_id must be 1-200 characters of letters, digits and . _ + = - (not starting with "
+                    f"one of . _ + = -), got {run_id!r}"
+                )
+            base = run_id
+            on_exists = on_exists or "error"
+        for k in range(10_000):
+            candidate = base if k == 0 else f"{base}-{k}"
+            steps, metrics, parts = final_paths(self.store, candidate)
+            if steps.exists() or metrics.exists() or parts.exists():
+                if on_exists == "error":
+                    raise RunExistsError(
+                        f"run {candidate!r} already exists in {self.store}; runs are never overwritten: "
+                        "pick another run_id, or pass on_exists='suffix' to record as a new id"
+                    )
+                continue
+            try:
+                parts.mkdir()
+            except FileExistsError:  # claimed by a concurrent recorder
+                if on_exists == "error":
+                    raise RunExistsError(f"run {candidate!r} was just created in {self.store} by another recorder") from None
+                continue
+            except OSError as exc:
+                raise StoreError(f"cannot write to the store {self.store}: {exc}") from None
+            return candidate, parts
+        raise StoreError(f"could not find a free run id starting with {base!r} in {self.store}")
+
+    def _base_manifest(self, config, env_id, env_kwargs, env_meta) -> dict[str, Any]:
+        reward = config.get("reward")
+        reward_block = None
+        if reward is not None or "reward_bounds" in config or "reward_params" in config:
+            reward_block = {
+                "name": reward,
+                "params": config.get("reward_params"),
+                "bounds": config.get("reward_bounds"),
+            }
+        env = {"id": env_id, "kwargs": dict(env_kwargs or {}), "num_envs": 1}
+        env.update(dict(env_meta or {}))
+        return {
+            "format": schema.FORMAT_NAME,
+            "schema_version": schema.SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "status": schema.STATUS_IN_PROGRESS,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "ended_at": None,
+            "duration_s": None,
+            "env": env,
+            "num_envs": env.get("num_envs", 1),
+            "spaces": {"observation": self._obs_spec, "action": self._act_spec},
+            "seed": config.get("seed"),
+            "agent": config.get("agent"),
+            "hyperparameters": config.get("hyperparameters"),
+            "gamma": config.get("gamma"),
+            "reward": reward_block,
+            "auditor_columns": list(config.get("auditor_columns") or []),
+            "config": config,
+            "counts": {"steps": 0, "episodes": 0, "segments": 0, "metrics": 0},
+            "dropped": {},
+            "recorder": {
+                "flush_steps": self.flush_steps,
+                "flush_seconds": self.flush_seconds,
+                "compression": f"{schema.COMPRESSION}-{schema.COMPRESSION_LEVEL}",
+                "info_prefix": self.info_prefix,
+                "component_fns": sorted(self.component_fns),
+                "obs_alignment": "obs is the observation the action was chosen from",
+            },
+            "versions": _versions(),
+            "host": {"hostname": socket.gethostname(), "platform": platform.platform()},
+            "pid": os.getpid(),
+            "git_commit": _git_commit(Path.cwd()),
+            "error": None,
+        }
+
+    def _allocate(self) -> None:
+        """Create the buffers once both specs are known."""
+        per_row = 64 + 2 * row_bytes(self._obs_spec) + row_bytes(self._act_spec)
+        cap = max(1, min(self.flush_steps, MAX_BUFFER_BYTES // per_row))
+        cap = max(cap, len(self._envs))
+        self._capacity = cap
+        self._obs = make_column(self._obs_spec, cap)
+        self._action = make_column(self._act_spec, cap)
+        self._env_index = np.zeros(cap, np.int32)
+        self._episode = np.zeros(cap, np.int64)
+        self._t = np.zeros(cap, np.int32)
+        self._global_step = np.zeros(cap, np.int64)
+        self._phase = np.zeros(cap, np.int8)
+        self._wall = np.zeros(cap, np.float64)
+        self._reward = np.zeros(cap, np.float64)
+        self._terminated = np.zeros(cap, np.bool_)
+        self._truncated = np.zeros(cap, np.bool_)
+        self._run_id_index = np.zeros(cap, np.int32)
+        self._new_segment_state()
+        self._manifest["spaces"] = {"observation": self._obs_spec, "action": self._act_spec}
+
+    def _new_segment_state(self) -> None:
+        self._final_obs = _Sparse()
+        self._reset_seed = _Sparse()
+        self._info: dict[str, _Sparse] = {}
+        self._terms: dict[str, _Sparse] = {}
+        self._policy: dict[str, _Sparse] = {}
+        self._q = _Sparse()
+        self._obs.reset_nulls()
+        self._action.reset_nulls()
+
+    def _ensure_obs_spec(self, obs: Any) -> bool:
+        if self._obs_spec is None:
+            self._obs_spec = schema.infer_spec(obs)
+            if self._obs_spec is None:
+                self._drop(f"obs: unsupported observation type {type(obs).__name__}; nothing recorded")
+                return False
+        return True
+
+    def _env(self, env_index: int) -> _EnvState:
+        envs = self._envs
+        while len(envs) <= env_index:
+            envs.append(_EnvState())
+        if env_index != 0 and self._single:
+            self._go_multi()
+        return envs[env_index]
+
+    def _go_multi(self) -> None:
+        """Leave single-stream mode: pending observations move to a staging buffer."""
+        self._single = False
+        if self._obs_spec is None:
+            return
+        self._staging = make_column(self._obs_spec, max(len(self._envs), 8))
+        if self._envs and self._envs[0].has_obs:
+            if self._capacity:
+                self._staging.copy_row(0, self._obs, self._n)
+            elif self._pending_first is not None:
+                self._staging.set(0, self._pending_first[1])
+                self._pending_first = None
+
+    def _stage_obs(self, env_index: int, obs: Any) -> None:
+        """Keep ``obs`` as the observation of env ``env_index``'s next row."""
+        if self._single:
+            self._obs.set(self._n, obs)
+        else:
+            if self._staging.capacity <= env_index:
+                bigger = make_column(self._obs_spec, max(2 * self._staging.capacity, env_index + 1))
+                bigger.gather(0, self._staging, np.arange(self._staging.capacity))
+                self._staging = bigger
+            self._staging.set(env_index, obs)
+
+    # -- the loop API -----------------------------------------------------------
+
+    @property
+    def phase(self) -> str:
+        return schema.PHASES[self._phase_code]
+
+    @phase.setter
+    def phase(self, value: str) -> None:
+        if value not in _PHASE_CODES:
+            raise ConfigError(f"phase must be one of {', '.join(schema.PHASES)}, got {value!r}")
+        self._phase_code = _PHASE_CODES[value]
+
+    def reset(self, obs: Any, *, seed: int | None = None, env_index: int = 0, info: Mapping | None = None) -> None:
+        """Start a new episode for ``env_index`` from observation ``obs``."""
+        if self._closed:
+            self._drop("reset after close")
+            return
+        try:
+            if not self._ensure_obs_spec(obs):
+                return
+            st = self._env(env_index)
+            if st.has_obs and st.t > 0:
+                self._abandoned += 1  # reset mid-episode: its last row has no end flag
+            st.episode += 1
+            st.t = 0
+            st.done = False
+            st.seed = None if seed is None else int(seed)
+            if self._capacity or not self._single:
+                self._stage_obs(env_index, obs)
+            else:
+                self._pending_first = (env_index, snapshot(obs))
+            st.has_obs = True
+        except Exception as exc:
+            self._drop(f"reset: {type(exc).__name__}: {exc}")
+
+    def step(
+        self,
+        action: Any,
+        next_obs: Any,
+        reward: float,
+        terminated: bool,
+        truncated: bool,
+        info: Mapping | None = None,
+        *,
+        env_index: int = 0,
+        logp: float | None = None,
+        entropy: float | None = None,
+        value: float | None = None,
+        q: Any = None,
+        policy_version: int | None = None,
+        reward_terms: Mapping[str, float] | None = None,
+    ) -> None:
+        """Record one transition of env ``env_index`` (arguments in ``env.step`` order)."""
+        if self._closed:
+            self._drop("step after close")
+            return
+        try:
+            self._record(action, next_obs, reward, terminated, truncated, info, env_index,
+                         logp, entropy, value, q, policy_version, reward_terms)
+        except Exception as exc:
+            self._drop(f"step: {type(exc).__name__}: {exc}")
+
+    def _record(self, action, next_obs, reward, terminated, truncated, info, env_index,
+                logp, entropy, value, q, policy_version, reward_terms) -> None:
+        if not self._capacity:
+            if self._act_spec is None:
+                self._act_spec = schema.infer_spec(action)
+                if self._act_spec is None:
+                    self._act_spec = {"type": "Box", "shape": [1], "dtype": "float32"}
+                    self._drop(f"action: unsupported action type {type(action).__name__}")
+            if self._obs_spec is None and not self._ensure_obs_spec(next_obs):
+                return
+            self._allocate()
+            if self._pending_first is not None and self._single:
+                self._stage_obs(0, self._pending_first[1])
+                self._pending_first = None
+        st = self._envs[env_index] if env_index < len(self._envs) and (env_index == 0 or not self._single) else self._env(env_index)
+        i = self._n
+        if st.done or not st.has_obs:
+            # a step with no reset before it: a new episode whose first obs is unknown
+            self._drop("step without a reset before it: observation unknown (recorded as null)")
+            st.episode += 1
+            st.t = 0
+            st.done = False
+            self._obs.set_null(i)
+        elif not self._single:
+            self._obs.copy_row(i, self._staging, env_index)
+        try:
+            self._action.set(i, action)
+        except Exception as exc:
+            self._action.set_null(i)
+            self._drop(f"action: {type(exc).__name__}: {exc}")
+        self._reward[i] = reward
+        self._terminated[i] = terminated
+        self._truncated[i] = truncated
+        self._env_index[i] = env_index
+        self._episode[i] = st.episode
+        self._t[i] = st.t
+        self._global_step[i] = self.global_step
+        self._phase[i] = self._phase_code
+        now = time.perf_counter()
+        self._wall[i] = now - self._t0
+        if st.seed is not None:
+            self._reset_seed.add(i, st.seed)
+            st.seed = None
+        if info:
+            self._add_info(i, info)
+        if self.component_fns:
+            self._add_components(i, self._obs_value(i, env_index), action, info or {})
+        if reward_terms:
+            for name, v in reward_terms.items():
+                self._add_term(i, str(name), v)
+        if logp is not None or entropy is not None or value is not None or policy_version is not None:
+            self._add_policy(i, logp, entropy, value, policy_version)
+        if q is not None:
+            self._q.add(i, np.asarray(q, dtype=np.float32).reshape(-1))
+        done = bool(terminated) or bool(truncated)
+        if done:
+            self._final_obs.add(i, snapshot(next_obs))
+            self._episodes_done += 1
+        self._n = i + 1
+        st.t += 1
+        self.global_step += 1
+        st.done = done
+        st.has_obs = False
+        if self._n >= self._capacity or now >= self._next_flush:
+            self._flush()
+        if not done:
+            self._stage_obs(env_index, next_obs)
+            st.has_obs = True
+
+    def _obs_value(self, i: int, env_index: int) -> Any:
+        """The observation of row ``i`` as numpy, for component functions."""
+        col = self._obs
+        if hasattr(col, "children"):
+            return {name: child.data[i] for name, child in zip(col.names, col.children)}
+        return col.data[i]
+
+    # -- batched API for vector envs --------------------------------------------
+
+    def reset_batch(self, obs: Any, *, seeds: Any = None, infos: Mapping | None = None, mask: Any = None) -> None:
+        """Start new episodes for the sub-envs in ``mask`` (default: all)."""
+        if self._closed:
+            self._drop("reset after close")
+            return
+        try:
+            self._reset_batch(obs, seeds, mask)
+        except Exception as exc:
+            self._drop(f"reset_batch: {type(exc).__name__}: {exc}")
+
+    def _batch_size(self, obs: Any) -> int:
+        if isinstance(obs, dict):
+            return len(next(iter(obs.values())))
+        if isinstance(obs, tuple):
+            return len(obs[0])
+        return len(obs)
+
+    def _batch_item(self, values: Any, k: int) -> Any:
+        if isinstance(values, dict):
+            return {key: self._batch_item(v, k) for key, v in values.items()}
+        if isinstance(values, tuple):
+            return tuple(self._batch_item(v, k) for v in values)
+        return np.asarray(values)[k]
+
+    def _reset_batch(self, obs, seeds, mask) -> None:
+        n_envs = self._batch_size(obs)
+        if self._obs_spec is None and not self._ensure_obs_spec(self._batch_item(obs, 0)):
+            return
+        self._env(n_envs - 1)
+        if self._single:
+            self._go_multi()
+        if self._staging is None:
+            self._staging = make_column(self._obs_spec, max(n_envs, 8))
+        rows = np.arange(n_envs) if mask is None else np.flatnonzero(np.asarray(mask))
+        self._staging.put_rows(rows, obs)
+        seed_list = None
+        if seeds is not None:
+            seed_list = [seeds + k for k in range(n_envs)] if isinstance(seeds, (int, np.integer)) else list(seeds)
+        for e in rows:
+            st = self._envs[e]
+            st.episode += 1
+            st.t = 0
+            st.done = False
+            st.has_obs = True
+            st.seed = None if seed_list is None or seed_list[e] is None else int(seed_list[e])
+
+    def step_batch(
+        self,
+        actions: Any,
+        next_obs: Any,
+        rewards: Any,
+        terminations: Any,
+        truncations: Any,
+        infos: Mapping | None = None,
+        *,
+        autoreset_mode: str = "next_step",
+        final_obs: Any = None,
+        logp: Any = None,
+        entropy: Any = None,
+        value: Any = None,
+        q: Any = None,
+        policy_version: Any = None,
+        reward_terms: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record one step of a vector env (arguments in ``envs.step`` order).
+
+        ``autoreset_mode`` follows Gymnasium 1.x: with ``"next_step"`` (its
+        default) the call after a sub-env finished is that sub-env's reset and
+        is not recorded as a transition; with ``"same_step"`` ``next_obs``
+        already holds the reset observation and the true last observation comes
+        from ``final_obs`` (or ``infos["final_obs"]``); with ``"disabled"``
+        finished sub-envs must be reset with ``reset_batch(..., mask=...)``.
+        """
+        if self._closed:
+            self._drop("step after close")
+            return
+        try:
+            self._step_batch(actions, next_obs, rewards, terminations, truncations, infos, autoreset_mode,
+                             final_obs, logp, entropy, value, q, policy_version, reward_terms)
+        except Exception as exc:
+            self._drop(f"step_batch: {type(exc).__name__}: {exc}")
+
+    def _step_batch(self, actions, next_obs, rewards, terminations, truncations, infos, autoreset_mode,
+                    final_obs, logp, entropy, value, q, policy_version, reward_terms) -> None:
+        rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
+        terminations = np.asarray(terminations, dtype=bool).reshape(-1)
+        truncations = np.asarray(truncations, dtype=bool).reshape(-1)
+        n_envs = len(rewards)
+        if self._staging is None or len(self._envs) < n_envs:
+            self._drop("step_batch without reset_batch before it: first observations unknown")
+            self._reset_batch(next_obs, None, None)
+            self.global_step += n_envs
+            return
+        if not self._capacity:
+            if self._act_spec is None:
+                self._act_spec = schema.infer_spec(self._batch_item(actions, 0))
+            self._allocate()
+        envs = self._envs[:n_envs]
+        was_done = np.fromiter((st.done for st in envs), bool, n_envs)
+        if autoreset_mode == "next_step":
+            active = ~was_done
+        elif autoreset_mode in ("same_step", "disabled"):
+            active = ~was_done
+            if autoreset_mode == "disabled" and was_done.any():
+                self._drop("step_batch on a finished sub-env that was not reset (autoreset disabled)")
+        else:
+            raise ConfigError(f"autoreset_mode must be next_step, same_step or disabled, got {autoreset_mode!r}")
+        idx = np.flatnonzero(active)
+        k = len(idx)
+        if self._n + k > self._capacity:
+            self._flush()
+        i = self._n
+        done = terminations | truncations
+        if k:
+            sl = slice(i, i + k)
+            self._obs.gather(i, self._staging, idx)
+            self._action.set_rows(i, actions, idx)
+            self._reward[sl] = rewards[idx]
+            self._terminated[sl] = terminations[idx]
+            self._truncated[sl] = truncations[idx]
+            self._env_index[sl] = idx
+            self._episode[sl] = [envs[e].episode for e in idx]
+            self._t[sl] = [envs[e].t for e in idx]
+            self._global_step[sl] = self.global_step
+            self._phase[sl] = self._phase_code
+            now = time.perf_counter()
+            self._wall[sl] = now - self._t0
+            for j, e in enumerate(idx):
+                st = envs[e]
+                if st.seed is not None:
+                    self._reset_seed.add(i + j, st.seed)
+                    st.seed = None
+            if infos:
+                self._add_batch_info(i, idx, infos)
+            if reward_terms:
+                for name, vals in reward_terms.items():
+                    vals = np.asarray(vals, dtype=np.float64)[idx]
+                    self._terms.setdefault(str(name), _Sparse()).extend(range(i, i + k), vals.tolist())
+            for name, vals in (("logp", logp), ("entropy", entropy), ("value", value), ("policy_version", policy_version)):
+                if vals is not None:
+                    arr = np.broadcast_to(np.asarray(vals).reshape(-1) if np.ndim(vals) else np.asarray(vals), (n_envs,))
+                    self._policy.setdefault(name, _Sparse()).extend(range(i, i + k), arr[idx].tolist())
+            if q is not None:
+                qa = np.asarray(q, dtype=np.float32).reshape(n_envs, -1)[idx]
+                self._q.extend(range(i, i + k), list(qa))
+            ended = idx[done[idx]]
+            if len(ended):
+                if autoreset_mode == "same_step":
+                    source = final_obs if final_obs is not None else (infos or {}).get("final_obs")
+                    if source is None:
+                        self._drop("same_step autoreset without final_obs: last observations not recorded")
+                    else:
+                        for e in ended:
+                            self._final_obs.add(i + int(np.searchsorted(idx, e)), snapshot(source[e]))
+                else:
+                    for e in ended:
+                        self._final_obs.add(i + int(np.searchsorted(idx, e)), self._batch_item(next_obs, e))
+                self._episodes_done += len(ended)
+            self._n = i + k
+            for e in idx:
+                envs[e].t += 1
+        else:
+            now = time.perf_counter()
+        self.global_step += n_envs
+        # update per-env state and stage the next observations
+        if autoreset_mode == "same_step":
+            for e in np.flatnonzero(active & done):
+                st = envs[e]
+                st.episode += 1
+                st.t = 0
+            stage = np.flatnonzero(active)
+        else:
+            for e in np.flatnonzero(active & done):
+                envs[e].done = True
+                envs[e].has_obs = False
+            resets = np.flatnonzero(was_done) if autoreset_mode == "next_step" else np.empty(0, int)
+            for e in resets:
+                st = envs[e]
+                st.episode += 1
+                st.t = 0
+                st.done = False
+                st.has_obs = True
+            stage = np.flatnonzero((active & ~done) | (was_done if autoreset_mode == "next_step" else False))
+        if len(stage):
+            self._staging.put_rows(stage, next_obs)
+        if self._n >= self._capacity or now >= self._next_flush:
+            self._flush()
+
+    # -- dynamic columns -------------------------------------------------------
+
+    def _add_info(self, i: int, info: Mapping, prefix: str = "") -> None:
+        terms_prefix = self.info_prefix
+        for key, v in info.items():
+            key = f"{prefix}{key}"
+            if terms_prefix is not None and not prefix and key.startswith(terms_prefix) and len(key) > len(terms_prefix):
+                self._add_term(i, key[len(terms_prefix):], v)
+                continue
+            if isinstance(v, Mapping):
+                self._add_info(i, v, key + ".")
+                continue
+            if v is None:
+                continue
+            try:
+                v = _normalise(v)
+            except TypeError as exc:
+                self._drop(f"info[{key!r}]: {exc} is not a scalar (not stored)")
+                continue
+            col = self._info.get(key)
+            if col is None:
+                col = self._info[key] = _Sparse()
+            col.rows.append(i)
+            col.values.append(v)
+
+    def _add_batch_info(self, i: int, idx: np.ndarray, infos: Mapping, prefix: str = "") -> None:
+        """Gymnasium vector infos: ``{key: array, "_key": mask}``, nested dicts allowed."""
+        terms_prefix = self.info_prefix
+        for key, v in infos.items():
+            if not isinstance(key, str) or key.startswith("_") or (not prefix and key in ("final_obs", "final_info")):
+                continue
+            name = f"{prefix}{key}"
+            if isinstance(v, Mapping):
+                self._add_batch_info(i, idx, v, name + ".")
+                continue
+            mask = infos.get("_" + key)
+            sel = idx if mask is None else idx[np.asarray(mask, dtype=bool)[idx]]
+            if not len(sel):
+                continue
+            arr = np.asarray(v)
+            rows = [i + int(np.searchsorted(idx, e)) for e in sel]
+            try:
+                vals = [_normalise(x) for x in arr[sel]]
+            except (TypeError, IndexError) as exc:
+                self._drop(f"info[{name!r}]: {exc} is not a scalar (not stored)")
+                continue
+            if terms_prefix is not None and not prefix and name.startswith(terms_prefix) and len(name) > len(terms_prefix):
+                col = self._terms.setdefault(name[len(terms_prefix):], _Sparse())
+                vals = [float(x) for x in vals]
+            else:
+                col = self._info.setdefault(name, _Sparse())
+            col.extend(rows, vals)
+
+    def _add_term(self, i: int, name: str, v: Any) -> None:
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            self._drop(f"reward term {name!r}: {type(v).__name__} is not a number (not stored)")
+            return
+        col = self._terms.get(name)
+        if col is None:
+            col = self._terms[name] = _Sparse()
+        col.rows.append(i)
+        col.values.append(v)
+
+    def _add_components(self, i: int, obs: Any, action: Any, info: Mapping) -> None:
+        for name, fn in self.component_fns.items():
+            try:
+                v = fn(obs, action, info)
+            except Exception as exc:
+                self._drop(f"component_fns[{name!r}] raised {type(exc).__name__}: {exc}")
+                continue
+            self._add_term(i, name, v)
+
+    def _add_policy(self, i: int, logp, entropy, value, policy_version) -> None:
+        for name, v in (("logp", logp), ("entropy", entropy), ("value", value), ("policy_version", policy_version)):
+            if v is not None:
+                col = self._policy.get(name)
+                if col is None:
+                    col = self._policy[name] = _Sparse()
+                col.rows.append(i)
+                col.values.append(float(v) if name != "policy_version" else int(v))
+
+    # -- metrics ------------------------------------------------------------------
+
+    def log_metrics(self, global_step: int | None = None, **scalars: float) -> None:
+        """Record per-update training metrics (losses, KL, ...) at ``global_step``."""
+        if self._closed:
+            self._drop("log_metrics after close")
+            return
+        try:
+            gs = self.global_step if global_step is None else int(global_step)
+            wall = time.perf_counter() - self._t0
+            for name, v in scalars.items():
+                try:
+                    v = float(v)
+                except (TypeError, ValueError):
+                    self._drop(f"metric {name!r}: {type(v).__name__} is not a number (not stored)")
+                    continue
+                self._metric_rows.append((gs, wall, name, v))
+            if len(self._metric_rows) >= self.flush_steps:
+                self._flush_metrics()
+        except Exception as exc:
+            self._drop(f"log_metrics: {type(exc).__name__}: {exc}")
+
+    # -- flushing -------------------------------------------------------------------
+
+    def _segment_table(self, n: int) -> pa.Table:
+        run_dict = pa.DictionaryArray.from_arrays(pa.array(self._run_id_index[:n]), pa.array([self.run_id]))
+        phase = pa.DictionaryArray.from_arrays(pa.array(self._phase[:n]), _PHASE_DICT)
+        cols: dict[str, pa.Array] = {
+            "run_id": run_dict,
+            "env_index": pa.array(self._env_index[:n]),
+            "episode": pa.array(self._episode[:n]),
+            "t": pa.array(self._t[:n]),
+            "global_step": pa.array(self._global_step[:n]),
+            "phase": phase,
+            "wall_time": pa.array(self._wall[:n]),
+            "obs": self._obs.to_arrow(n),
+            "action": self._action.to_arrow(n),
+            "reward": pa.array(self._reward[:n]),
+            "terminated": pa.array(self._terminated[:n]),
+            "truncated": pa.array(self._truncated[:n]),
+            "final_obs": sparse_to_arrow(self._obs_spec, self._final_obs.rows, self._final_obs.values, n),
+            "reset_seed": self._reset_seed.to_arrow(n, pa.int64()),
+        }
+        if self._terms:
+            cols["reward_terms"] = pa.StructArray.from_arrays(
+                [c.to_arrow(n, pa.float64()) for c in self._terms.values()], names=list(self._terms)
+            )
+        if self._info:
+            cols["info"] = pa.StructArray.from_arrays([c.to_arrow(n) for c in self._info.values()], names=list(self._info))
+        for name in ("logp", "entropy", "value"):
+            if name in self._policy:
+                cols[name] = self._policy[name].to_arrow(n, _POLICY_TYPES[name])
+        if self._q.rows:
+            width = max(len(v) for v in self._q.values)
+            vals = [v if len(v) == width else np.full(width, np.nan, np.float32) for v in self._q.values]
+            flat = pa.array(np.concatenate(vals)) if vals else pa.array([], pa.float32())
+            cols["q"] = scatter(pa.FixedSizeListArray.from_arrays(flat, width), self._q.rows, n)
+        if "policy_version" in self._policy:
+            cols["policy_version"] = self._policy["policy_version"].to_arrow(n, pa.int32())
+        return pa.table(cols)
+
+    def _flush(self) -> None:
+        """Write the buffered rows as one closed Parquet segment."""
+        n = self._n
+        self._next_flush = time.perf_counter() + self.flush_seconds
+        if n:
+            try:
+                table = self._segment_table(n)
+                write_parquet_atomic(self._parts / schema.STEP_SEGMENT.format(self._segments), table)
+                self._segments += 1
+                self._rows_flushed += n
+            except Exception as exc:
+                self._drop(f"segment of {n} steps could not be written: {type(exc).__name__}: {exc}", n)
+            if self._single and self._envs and self._envs[0].has_obs and not self._envs[0].done:
+                self._obs.copy_row(0, self._obs, n)  # the pending observation moves to row 0
+            self._n = 0
+            self._new_segment_state()
+        if self._metric_rows:
+            self._flush_metrics()
+        self._update_parts_manifest()
+
+    def _flush_metrics(self) -> None:
+        rows, self._metric_rows = self._metric_rows, []
+        gs, wall, names, values = zip(*rows)
+        table = pa.table(
+            {
+                "run_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(rows), np.int32)), pa.array([self.run_id])),
+                "global_step": pa.array(gs, pa.int64()),
+                "wall_time": pa.array(wall, pa.float64()),
+                "name": pa.array(names, pa.string()).dictionary_encode(),
+                "value": pa.array(values, pa.float64()),
+            }
+        ).cast(schema.METRICS_SCHEMA)
+        try:
+            write_parquet_atomic(self._parts / schema.METRICS_SEGMENT.format(self._metric_segments), table)
+            self._metric_segments += 1
+        except Exception as exc:
+            self._drop(f"metrics segment could not be written: {type(exc).__name__}: {exc}", len(rows))
+
+    def _update_parts_manifest(self) -> None:
+        m = self._manifest
+        m["counts"] = {
+            "steps": self._rows_flushed + self._n,
+            "episodes": self._episodes_done,
+            "abandoned_episodes": self._abandoned,
+            "segments": self._segments,
+            "metrics": 0,
+        }
+        m["dropped"] = dict(self._dropped)
+        m["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        try:
+            write_parts_manifest(self._parts, m)
+        except Exception as exc:
+            self._drop(f"manifest could not be written: {type(exc).__name__}: {exc}")
+
+    @property
+    def rows(self) -> int:
+        """Rows recorded so far (written and buffered)."""
+        return self._rows_flushed + self._n
+
+    def flush(self) -> None:
+        """Write buffered rows now (normally automatic)."""
+        if self._capacity and not self._closed:
+            self._flush()
+
+    # -- problems ---------------------------------------------------------------------
+
+    def _drop(self, reason: str, count: int = 1) -> None:
+        reason = reason if len(reason) <= 200 else reason[:197] + "..."
+        self._dropped[reason] += count
+        if not self._warned:
+            self._warned = True
+            try:
+                warnings.warn(
+                    f"rlaudit recorder (run {self.run_id}): {reason}. Further problems are counted "
+                    "in the run manifest under 'dropped' and not warned again.",
+                    RecorderWarning,
+                    stacklevel=4,
+                )
+            except Exception:
+                pass
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """What could not be stored, by reason, with counts."""
+        return dict(self._dropped)
+
+    # -- closing ------------------------------------------------------------------------
+
+    def close(self, *, status: str = schema.STATUS_COMPLETE, error: str | None = None) -> Path | None:
+        """Flush, merge the segments into ``<run_id>.parquet`` and return its path.
+
+        Never raises because of the data: if the merge fails the parts folder
+        is kept (``rlaudit recover`` finalises it) and a warning says why.
+        """
+        if self._closed:
+            return self.path if self.path.exists() else None
+        self._closed = True
+        _open_recorders.discard(self)
+        try:
+            if self._capacity:
+                self._flush()
+            elif self._metric_rows:
+                self._flush_metrics()
+            self._update_parts_manifest()
+            duration = time.perf_counter() - self._t0
+            finalize_run(
+                self._parts,
+                status,
+                {
+                    "ended_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "duration_s": round(duration, 6),
+                    "error": error,
+                    "counts": {"episodes": self._episodes_done},
+                },
+                row_group_rows=max(self.flush_steps, 1),
+            )
+            return self.path
+        except Exception as exc:
+            warnings.warn(
+                f"rlaudit recorder (run {self.run_id}): could not finalise {self.path} ({exc}); "
+                f"the data is kept in {self._parts}; run `rlaudit recover {self.store}`",
+                RecorderWarning,
+                stacklevel=2,
+            )
+            return None
+
+    def __enter__(self) -> "Recorder":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        error = None if exc is None else f"{exc_type.__name__}: {exc}"
+        self.close(error=error)
+
+
+def _close_all() -> None:
+    for rec in list(_open_recorders):
+        try:
+            rec.close(error="process exited without Recorder.close()")
+        except Exception:
+            pass
+
+
+atexit.register(_close_all)
+
+_sigterm_installed = False
+
+
+def _install_sigterm_handler() -> None:
+    """Finalise open runs on SIGTERM (schedulers send it before SIGKILL).
+
+    Installed only in the main thread and only over the default handler.
+    """
+    global _sigterm_installed
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+
+        def _on_sigterm(signum, frame):
+            _close_all()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        _sigterm_installed = True
+    except (ValueError, OSError):
+        pass
