@@ -1,0 +1,19 @@
+"""Presets: named sets of detectors, as plain data.
+
+``None`` means every registered detector (built-ins and plug-ins). Every
+other preset lists detector names; selecting a preset that names an
+unregistered detector is an error, and a test checks that every name here is
+registered. Add a detector to the presets it belongs to when you add it.
+"""
+
+from __future__ import annotations
+
+PRESETS: dict[str, tuple[str, ...] | None] = {
+    "all": None,
+    # proxy-reward pathologies: the reward the learner saw is not the task
+    "reward-hacking": ("reward-spike",),
+    # numerical and optimisation health of the training run
+    "training-health": ("non-finite",),
+    # the recorded data itself: values a detector or a reviewer cannot trust
+    "data-integrity": ("non-finite",),
+}
