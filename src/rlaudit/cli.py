@@ -6,6 +6,7 @@ core commands never load torch.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -111,6 +112,318 @@ def recover_command(paths):
 
 
 # --- analysis commands ----------------------------------------------------
+
+_SQL_START = ("select", "with", "from", "describe", "show", "summarize", "explain", "pivot", "unpivot", "table", "values", "(")
+
+
+def _looks_like_sql(text: str) -> bool:
+    stripped = text.strip().lower()
+    return any(c.isspace() for c in stripped) or stripped.startswith(_SQL_START)
+
+
+class _Progress:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal (or forced)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.drawn = False
+
+    def __call__(self, done: int, total: int, label: str) -> None:
+        if not self.enabled:
+            return
+        width = 24
+        filled = int(width * done / max(total, 1))
+        line = f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label}"[:100]
+        click.echo(line.ljust(100), err=True, nl=False)
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            click.echo("\r" + " " * 100 + "\r", err=True, nl=False)
+
+
+def _span(f) -> str:
+    parts = []
+    if f.episode_start is not None:
+        ep = f"episode {f.episode_start}" if f.episode_start == f.episode_end else f"episodes {f.episode_start}-{f.episode_end}"
+        parts.append(ep)
+    if f.step_start is not None:
+        st = (f"global_step {f.step_start:,}" if f.step_start == f.step_end
+              else f"global_step {f.step_start:,}-{f.step_end:,}")
+        parts.append(st)
+    if f.env_index is not None:
+        parts.append(f"env {f.env_index}")
+    if f.phase is not None:
+        parts.append(f.phase)
+    if f.q_value is not None:
+        parts.append(f"p={f.p_value:.3g} q={f.q_value:.3g}")
+    return ", ".join(parts)
+
+
+def _print_audit(audit, out_path, fail_on: str) -> None:
+    total_steps = sum(r.steps for r in audit.runs)
+    click.echo(
+        f"rlaudit {audit.rlaudit_version}: {len(audit.runs)} run{'s' if len(audit.runs) != 1 else ''}, "
+        f"{total_steps:,} steps, {len(audit.detectors)} detector{'s' if len(audit.detectors) != 1 else ''}"
+    )
+    for p in audit.problems:
+        click.echo(f"skipped input: {p.path}: {p.reason}")
+    for p in audit.plugin_problems:
+        click.echo(f"plug-in not loaded: {p.path}: {p.reason}")
+    by_run: dict[str, list] = {}
+    for f in audit.findings:
+        by_run.setdefault(f.run_id or "(store)", []).append(f)
+    quiet: dict[str, list] = {}
+    for r in audit.results:
+        if r.status in ("skipped", "error"):
+            quiet.setdefault(r.run_id or "(store)", []).append(r)
+    width = max([len(d.name) for d in audit.detectors] + [8])
+    for run in audit.runs:
+        state = run.status + (" (partial)" if run.partial and run.status != "in_progress" else "")
+        click.echo(f"\nrun {run.run_id}  {state}  {run.steps:,} steps  {run.episodes:,} episodes  verdict: {run.verdict}")
+        for f in by_run.get(run.run_id, []):
+            click.echo(f"  {f.severity:<8}  {f.detector:<{width}}  {f.summary}")
+            span = _span(f)
+            if span:
+                click.echo(f"  {'':<8}  {'':<{width}}  [{span}]")
+        for r in quiet.get(run.run_id, []):
+            click.echo(f"  {r.status:<8}  {r.detector:<{width}}  {r.reason}")
+    store_wide = by_run.get("(store)", []) + quiet.get("(store)", [])
+    if store_wide:
+        click.echo("\nstore-wide")
+        for f in by_run.get("(store)", []):
+            click.echo(f"  {f.severity:<8}  {f.detector:<{width}}  {f.summary}")
+        for r in quiet.get("(store)", []):
+            click.echo(f"  {r.status:<8}  {r.detector:<{width}}  {r.reason}")
+    counts = audit.counts()
+    statuses = audit.status_counts()
+    click.echo(
+        "\nfindings: " + ", ".join(f"{counts[s]} {s}" for s in ("critical", "warning", "info"))
+        + "; detector runs: " + ", ".join(f"{n} {s}" for s, n in statuses.items())
+    )
+    if out_path is not None:
+        click.echo(f"wrote {out_path}")
+    code = audit.exit_code(fail_on)
+    if code == 1:
+        click.echo(f"result: findings at or above --fail-on {fail_on}")
+    elif code == 2:
+        click.echo("result: incomplete audit (inputs left out or detector errors)")
+
+
+@main.command("analyze")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--out", "out_dir", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Directory to write audit.json into.")
+@click.option("--preset", "presets", multiple=True, help="Detector preset (repeatable); default: all.")
+@click.option("--detector", "-d", "detectors", multiple=True, help="Run this detector (repeatable).")
+@click.option("--set", "sets", multiple=True, metavar="DETECTOR.PARAM=VALUE",
+              help="Override a detector threshold, e.g. --set reward-spike.z=8 (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Terminal output: a summary, or the audit JSON.")
+@click.option("--fail-on", type=click.Choice(["info", "warning", "critical"]), default="critical",
+              show_default=True, help="Exit 1 when a finding is at least this severe.")
+@click.option("--jobs", "-j", type=int, default=1, show_default=True,
+              help="Detector runs in parallel (pays for many small runs).")
+@click.option("--threads", type=int, default=None, help="DuckDB threads (default: all cores).")
+@click.option("--memory-limit", default=None, help="DuckDB memory limit, e.g. 2GB.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr (default: when stderr is a terminal).")
+def analyze_command(paths, out_dir, presets, detectors, sets, fmt, fail_on, jobs, threads, memory_limit, progress):
+    """Run the detectors over every run in PATHS; print findings, write audit.json.
+
+    \b
+    Exit status: 0 nothing reached --fail-on; 1 a finding did;
+    2 usage or input error (also when an input file was left out or a
+    detector raised, so the audit is incomplete).
+    """
+    from rlaudit.detectors.registry import parse_set
+    from rlaudit.reports.audit import run_audit
+
+    overrides = parse_set(sets)
+    bar = _Progress(sys.stderr.isatty() if progress is None else progress)
+    try:
+        audit = run_audit(paths, presets=presets, detectors=detectors, overrides=overrides, jobs=jobs,
+                          threads=threads, memory_limit=memory_limit, progress=bar)
+    finally:
+        bar.close()
+    out_path = audit.write(out_dir)
+    if fmt == "json":
+        click.echo(audit.to_json(), nl=False)
+    else:
+        _print_audit(audit, out_path, fail_on)
+    sys.exit(audit.exit_code(fail_on))
+
+
+def _cell(value, limit: int = 40) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        text = f"{value:.6g}"
+    elif isinstance(value, (list, tuple)):
+        text = "[" + ", ".join(_cell(v, limit) for v in value) + "]"
+    elif isinstance(value, dict):
+        text = "{" + ", ".join(f"{k}: {_cell(v, limit)}" for k, v in value.items()) + "}"
+    else:
+        text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _emit_result(result, fmt: str, max_rows: int) -> None:
+    import csv
+    import json
+
+    from rlaudit.detectors.model import plain
+
+    columns = result.columns
+    if fmt == "table":
+        rows = result.head(max_rows + 1)
+        shown = rows[:max_rows]
+        _print_table(columns, [[_cell(v) for v in r] for r in shown])
+        if len(rows) > max_rows:
+            click.echo(f"(more than {max_rows} rows; showing {max_rows}, use --max-rows or --format csv)")
+        else:
+            click.echo(f"({len(shown)} row{'s' if len(shown) != 1 else ''})")
+        return
+    reader = result.relation.to_arrow_reader() if result.relation is not None else []
+    out = click.get_text_stream("stdout")
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        for batch in reader:
+            for row in batch.to_pylist():
+                writer.writerow([json.dumps(plain(v)) if isinstance(v, (list, dict)) else ("" if v is None else v)
+                                 for v in (row[c] for c in batch.schema.names)])
+        return
+    out.write("[")
+    first = True
+    for batch in reader:
+        for row in batch.to_pylist():
+            out.write(("\n " if first else ",\n ") + json.dumps(plain(row), default=str))
+            first = False
+    out.write("\n]\n" if not first else "]\n")
+
+
+def _sql_shell(store, fmt: str, max_rows: int) -> None:
+    """Read queries from stdin (a prompt when it is a terminal); dot commands: .tables .schema .quit."""
+    interactive = sys.stdin.isatty()
+    if interactive:
+        try:
+            import readline  # noqa: F401  (line editing and history for input())
+        except ImportError:
+            pass
+        click.echo(f"{store!r}; views: steps, episodes, runs, metrics. End queries with ';', .help for help.")
+    buffer = ""
+    failed = False
+    while True:
+        try:
+            line = input("rlaudit> " if not buffer else "   ...> ") if interactive else sys.stdin.readline()
+        except EOFError:
+            line = None
+        if line is None or (not interactive and line == ""):
+            if buffer.strip():
+                failed |= _shell_run(store, buffer, fmt, max_rows)
+            break
+        stripped = line.strip()
+        if not buffer and stripped.startswith("."):
+            cmd, _, arg = stripped.partition(" ")
+            if cmd in (".quit", ".exit"):
+                break
+            if cmd == ".help":
+                click.echo(".tables  list the views and their columns\n.schema VIEW  columns and types of a view\n.quit")
+            elif cmd in (".tables", ".schema"):
+                for view in ([arg.strip()] if arg.strip() else ["steps", "episodes", "runs", "metrics"]):
+                    failed |= _shell_run(store, f"DESCRIBE {view}", "table", 1000)
+            else:
+                click.echo(f"unknown command {cmd}; try .help", err=True)
+            continue
+        buffer += line + ("\n" if interactive else "")
+        if stripped.endswith(";"):
+            failed |= _shell_run(store, buffer, fmt, max_rows)
+            buffer = ""
+    if failed and not interactive:
+        sys.exit(EXIT_USAGE)
+
+
+def _shell_run(store, text: str, fmt: str, max_rows: int) -> bool:
+    try:
+        for statement in store.connection.extract_statements(text):
+            _emit_result(store.sql(statement.query.strip().rstrip(";")), fmt, max_rows)
+    except RlauditError as exc:
+        click.echo(f"rlaudit: error: {exc}", err=True)
+        return True
+    except Exception as exc:  # DuckDB runtime errors (e.g. a cast failing mid-query)
+        click.echo(f"rlaudit: error: {str(exc).strip().splitlines()[0]}", err=True)
+        return True
+    return False
+
+
+@main.command("sql")
+@click.argument("args", nargs=-1, required=True, metavar="PATH... [QUERY]")
+@click.option("--command", "-c", "query", default=None, help="The query (then every argument is a path).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--max-rows", type=int, default=1000, show_default=True, help="Rows printed in table format.")
+def sql_command(args, query, fmt, max_rows):
+    """Query the store in PATHS with SQL over the views steps, episodes, runs, metrics.
+
+    \b
+    rlaudit sql runs/ "SELECT run_id, avg(return) FROM episodes GROUP BY run_id"
+    rlaudit sql runs/                 interactive prompt on the same views
+    Queries are read-only: they cannot write files or read outside the store.
+    """
+    from rlaudit.analyzer.store import open as open_store
+
+    paths = list(args)
+    if query is None and len(paths) >= 2 and _looks_like_sql(paths[-1]):
+        query = paths.pop()
+    elif query is None and len(paths) == 1 and _looks_like_sql(paths[0]) and not os.path.exists(paths[0]):
+        raise RlauditError("no store path given; usage: rlaudit sql PATH... \"SELECT ...\"")
+    with open_store(*paths) as store:
+        for p in store.problems:
+            click.echo(f"rlaudit: skipped {p}", err=True)
+        if query is None:
+            _sql_shell(store, fmt, max_rows)
+            return
+        try:
+            _emit_result(store.sql(query), fmt, max_rows)
+        except RlauditError:
+            raise
+        except Exception as exc:  # DuckDB runtime errors while fetching
+            raise RlauditError(f"SQL error: {str(exc).strip().splitlines()[0]}") from None
+
+
+@main.command("detectors")
+@click.argument("names", nargs=-1)
+@click.option("--preset", "presets", multiple=True, help="Only the detectors of this preset.")
+def detectors_command(names, presets):
+    """List the detectors (name, severity, summary) and presets; with NAMES, their full documentation."""
+    from rlaudit.detectors.presets import PRESETS
+    from rlaudit.detectors.registry import DOC_SECTIONS, get_registry
+
+    registry = get_registry()
+    for origin, reason in registry.load_problems:
+        click.echo(f"rlaudit: plug-in not loaded: {origin}: {reason}", err=True)
+    if names:
+        for i, name in enumerate(names):
+            spec = registry.get(name)
+            if i:
+                click.echo("")
+            click.echo(f"{spec.name}  ({spec.severity}; needs {', '.join(spec.needs) or 'nothing'}; {spec.origin})")
+            click.echo(f"  {spec.summary}")
+            for section in DOC_SECTIONS:
+                click.echo(f"\n{section}:")
+                for para in spec.sections[section].split("\n\n"):
+                    click.echo(click.wrap_text(para, width=88, initial_indent="  ", subsequent_indent="  "))
+            if spec.params:
+                click.echo("\nParameters (--set " + spec.name + ".NAME=VALUE):")
+                for key, default in spec.params.items():
+                    click.echo(f"  {key} = {default!r}")
+        return
+    specs = registry.select(presets) if presets else registry.specs()
+    _print_table(["name", "severity", "summary"], [[s.name, s.severity, s.summary] for s in specs])
+    if not presets:
+        click.echo("\npresets: " + ", ".join(
+            f"{name} ({'every detector' if members is None else ', '.join(members)})"
+            for name, members in sorted(PRESETS.items())))
 
 
 # --- training commands ----------------------------------------------------
