@@ -9,7 +9,6 @@ and is left out; the other runs are still analysed.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from dataclasses import dataclass, field
@@ -21,9 +20,6 @@ import pyarrow.parquet as pq
 
 from rlaudit import schema
 from rlaudit.errors import StoreError
-
-_GLOB_CHARS = set("*?[")
-
 
 @dataclass(frozen=True)
 class Problem:
@@ -68,50 +64,19 @@ class Discovery:
     inputs: list[str]
 
 
-def _is_glob(path: str) -> bool:
-    return any(c in _GLOB_CHARS for c in path)
+def _expand(paths: list[str]) -> tuple[list[Path], list[Problem]]:
+    """Step files and parts folders under ``paths`` (the recorder's discovery rules)."""
+    from rlaudit.recorder.store_files import discover as discover_files
 
-
-def _expand(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Problem]]:
-    """Expand globs and directories into step files and parts folders."""
-    found: list[Path] = []
-    problems: list[Problem] = []
-    for raw in paths:
-        text = os.fspath(raw)
-        if _is_glob(text) and not os.path.exists(text):
-            matches = sorted(glob.glob(text))
-            if not matches:
-                raise StoreError(f"no files match {text!r}; expected rlaudit run files such as runs/*.parquet")
-            candidates = [Path(m) for m in matches]
-        else:
-            p = Path(text)
-            if not p.exists():
-                raise StoreError(
-                    f"path does not exist: {text}; expected a run file (<run_id>.parquet), "
-                    "a directory of them, a glob, or a <run_id>.parquet.parts folder"
-                )
-            candidates = [p]
-        for p in candidates:
-            if p.is_dir() and not p.name.endswith(schema.PARTS_SUFFIX):
-                inside = sorted(
-                    q for q in p.iterdir()
-                    if (q.is_file() and q.name.endswith(schema.STEPS_SUFFIX))
-                    or (q.is_dir() and q.name.endswith(schema.PARTS_SUFFIX))
-                )
-                if not inside:
-                    problems.append(Problem(str(p), "directory holds no rlaudit runs (no *.parquet files or *.parquet.parts folders)"))
-                found.extend(inside)
-            else:
-                found.append(p)
-    # de-duplicate while keeping order
-    seen: set[str] = set()
-    unique = []
-    for p in found:
-        key = os.path.realpath(p)
-        if key not in seen:
-            seen.add(key)
-            unique.append(p)
-    return unique, problems
+    files, parts = discover_files(paths)
+    problems = []
+    for text in paths:
+        p = Path(text)
+        if p.is_dir() and not p.name.endswith(schema.PARTS_SUFFIX):
+            key = os.path.realpath(p)
+            if not any(os.path.realpath(q.parent) == key for q in files + parts):
+                problems.append(Problem(str(p), "directory holds no rlaudit runs (no *.parquet files or *.parquet.parts folders)"))
+    return files + parts, problems
 
 
 def _footer(path: Path) -> pq.FileMetaData:
@@ -283,11 +248,18 @@ def _from_parts(folder: Path, problems: list[Problem]) -> RunSource | None:
         step_files=tuple(step_files),
         metrics_files=tuple(metrics),
         manifest=manifest,
-        status=str(manifest.get("status") or schema.STATUS_IN_PROGRESS),
+        status=_parts_status(manifest),
         steps=rows,
         size_bytes=size,
         schema=unified,
     )
+
+
+def _parts_status(manifest: dict[str, Any]) -> str:
+    """in_progress while the recording process lives, crashed once it is gone."""
+    from rlaudit.recorder.store_files import parts_status
+
+    return parts_status(manifest)
 
 
 def discover(paths: Iterable[str | os.PathLike]) -> Discovery:
