@@ -163,3 +163,15 @@ def test_episodes_view_over_many_episodes_matches_numpy(tmp_path):
         rows = s.sql("SELECT length, return FROM episodes ORDER BY episode").rows()
     assert [r[0] for r in rows] == [len(e) for e in episodes]
     assert all(math.isclose(r[1], math.fsum(e), abs_tol=1e-9) for r, e in zip(rows, episodes))
+
+
+def test_nan_predicates_are_not_pruned_by_parquet_statistics(tmp_path):
+    """Parquet min/max statistics leave NaN out; the views must still find NaN rows."""
+    from tests.analyzer.recording import record_run
+
+    record_run(tmp_path, "r", [[1.0] * 10 for _ in range(8)],
+               entropy=lambda k, t: float("nan") if k == 7 else 0.3)
+    with rlaudit.open(tmp_path) as s:
+        assert s.sql("SELECT count(*) FROM steps WHERE isnan(entropy)").scalar() == 10
+        assert s.sql("SELECT count(*) FROM steps WHERE NOT isfinite(entropy)").scalar() == 10
+        assert s.sql("SELECT count(*) FROM steps WHERE entropy > 0.5").scalar() == 10  # NaN sorts last

@@ -280,7 +280,9 @@ class Store(_Queries):
             same = all(s.equals(schemas[0]) for s in schemas[1:])
             file_list = "[" + ", ".join(_literal(f) for f in files) + "]"
             union = "" if same else ", union_by_name = true"
-            con.execute(f"CREATE VIEW steps AS SELECT * FROM read_parquet({file_list}{union})")
+            # can_have_nan: Parquet min/max statistics leave NaN out, so without it DuckDB
+            # prunes row groups for predicates such as isnan(x) and silently returns no rows.
+            con.execute(f"CREATE VIEW steps AS SELECT * FROM read_parquet({file_list}{union}, can_have_nan = true)")
         else:
             cols = ", ".join(
                 f"CAST(NULL AS {_duck_type(f.type)}) AS {ident(f.name)}" for f in schema.CORE_STEP_FIELDS
@@ -296,7 +298,7 @@ class Store(_Queries):
             file_list = "[" + ", ".join(_literal(f) for f in mfiles) + "]"
             con.execute(
                 "CREATE VIEW metrics AS SELECT CAST(run_id AS VARCHAR) AS run_id, global_step, wall_time, "
-                f"CAST(name AS VARCHAR) AS name, value FROM read_parquet({file_list}, union_by_name = true)"
+                f"CAST(name AS VARCHAR) AS name, value FROM read_parquet({file_list}, union_by_name = true, can_have_nan = true)"
             )
         else:
             con.execute(
