@@ -121,7 +121,7 @@ def _looks_like_sql(text: str) -> bool:
     return any(c.isspace() for c in stripped) or stripped.startswith(_SQL_START)
 
 
-class _Progress:
+class _AnalyzeProgress:
     """A one-line progress bar on stderr, drawn only when stderr is a terminal (or forced)."""
 
     def __init__(self, enabled: bool):
@@ -142,7 +142,7 @@ class _Progress:
             click.echo("\r" + " " * 100 + "\r", err=True, nl=False)
 
 
-def _span(f) -> str:
+def _finding_span(f) -> str:
     parts = []
     if f.episode_start is not None:
         ep = f"episode {f.episode_start}" if f.episode_start == f.episode_end else f"episodes {f.episode_start}-{f.episode_end}"
@@ -183,7 +183,7 @@ def _print_audit(audit, out_path, fail_on: str) -> None:
         click.echo(f"\nrun {run.run_id}  {state}  {run.steps:,} steps  {run.episodes:,} episodes  verdict: {run.verdict}")
         for f in by_run.get(run.run_id, []):
             click.echo(f"  {f.severity:<8}  {f.detector:<{width}}  {f.summary}")
-            span = _span(f)
+            span = _finding_span(f)
             if span:
                 click.echo(f"  {'':<8}  {'':<{width}}  [{span}]")
         for r in quiet.get(run.run_id, []):
@@ -240,7 +240,7 @@ def analyze_command(paths, out_dir, presets, detectors, sets, fmt, fail_on, jobs
     from rlaudit.reports.audit import run_audit
 
     overrides = parse_set(sets)
-    bar = _Progress(sys.stderr.isatty() if progress is None else progress)
+    bar = _AnalyzeProgress(sys.stderr.isatty() if progress is None else progress)
     try:
         audit = run_audit(paths, presets=presets, detectors=detectors, overrides=overrides, jobs=jobs,
                           threads=threads, memory_limit=memory_limit, progress=bar)
@@ -254,15 +254,15 @@ def analyze_command(paths, out_dir, presets, detectors, sets, fmt, fail_on, jobs
     sys.exit(audit.exit_code(fail_on))
 
 
-def _cell(value, limit: int = 40) -> str:
+def _sql_cell(value, limit: int = 40) -> str:
     if value is None:
         return "NULL"
     if isinstance(value, float):
         text = f"{value:.6g}"
     elif isinstance(value, (list, tuple)):
-        text = "[" + ", ".join(_cell(v, limit) for v in value) + "]"
+        text = "[" + ", ".join(_sql_cell(v, limit) for v in value) + "]"
     elif isinstance(value, dict):
-        text = "{" + ", ".join(f"{k}: {_cell(v, limit)}" for k, v in value.items()) + "}"
+        text = "{" + ", ".join(f"{k}: {_sql_cell(v, limit)}" for k, v in value.items()) + "}"
     else:
         text = str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -278,7 +278,7 @@ def _emit_result(result, fmt: str, max_rows: int) -> None:
     if fmt == "table":
         rows = result.head(max_rows + 1)
         shown = rows[:max_rows]
-        _print_table(columns, [[_cell(v) for v in r] for r in shown])
+        _print_table(columns, [[_sql_cell(v) for v in r] for r in shown])
         if len(rows) > max_rows:
             click.echo(f"(more than {max_rows} rows; showing {max_rows}, use --max-rows or --format csv)")
         else:
