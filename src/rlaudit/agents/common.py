@@ -1,0 +1,194 @@
+"""What every agent shares: the acting/learning interface, the registry of agent
+names, and the torch settings that make the learning agents deterministic.
+
+The interface (plain duck typing, no base class needed)::
+
+    action, step_info = agent.act(obs, explore=True)
+    metrics = agent.observe(obs, action, reward, next_obs, terminated, truncated)
+
+``step_info`` is the per-step policy data the recorder stores next to the
+action: ``logp`` (log-probability of the taken action under the distribution
+it was actually drawn from, exploration included), ``entropy`` (entropy of
+that distribution), ``value`` (the agent's value estimate of ``obs``), ``q``
+(Q-values, DQN only) and ``policy_version`` (number of updates the acting
+policy has received). Keys an agent cannot provide are absent.
+
+``observe`` feeds one training transition to the agent and returns the
+metrics of the update it triggered (a dict of floats), or ``None`` when no
+update happened. Evaluation episodes call ``act(obs, explore=False)`` and never
+``observe``; acting greedily draws no random numbers, so evaluation does not
+change the training trajectory.
+
+This module imports neither torch nor numpy-heavy code at import time;
+:func:`make_agent` imports the agent's module when it is asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+from dataclasses import fields
+from typing import Any, Iterator, Protocol, runtime_checkable
+
+from rlaudit.errors import ConfigError
+
+LEARNING_AGENTS = ("dqn", "ppo")
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """The interface the experiment runner drives (see the module docstring)."""
+
+    name: str
+
+    def act(self, obs: Any, explore: bool = True) -> tuple[int, dict[str, Any]]: ...
+
+    def observe(
+        self,
+        obs: Any,
+        action: int,
+        reward: float,
+        next_obs: Any,
+        terminated: bool,
+        truncated: bool,
+    ) -> dict[str, float] | None: ...
+
+
+def heuristic_names() -> list[str]:
+    """Names of the heuristic baselines (from :mod:`rlaudit.agents.heuristics`)."""
+    from rlaudit.agents import heuristics
+
+    names = getattr(heuristics, "HEURISTICS", None)
+    if names is None:
+        names = heuristics.list_heuristics()
+    return list(names)
+
+
+def list_agents() -> list[str]:
+    """Every agent name :func:`make_agent` accepts: the learners, then the heuristics."""
+    return [*LEARNING_AGENTS, *heuristic_names()]
+
+
+def suggest(name: str, choices: list[str]) -> str:
+    """A " (did you mean 'x'?)" suffix for an unknown name, or "" if nothing is close."""
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_agent_name(name: str) -> None:
+    """Raise ConfigError naming the valid agents if ``name`` is not one of them."""
+    names = list_agents()
+    if name not in names:
+        raise ConfigError(
+            f"unknown agent {name!r}{suggest(name, names)}; expected one of: {', '.join(names)}"
+        )
+
+
+def config_from_params(config_cls: type, agent: str, params: dict[str, Any]):
+    """Build a config dataclass from user params, rejecting unknown or ill-typed fields."""
+    known = {f.name: f for f in fields(config_cls)}
+    unknown = [k for k in params if k not in known]
+    if unknown:
+        key = unknown[0]
+        raise ConfigError(
+            f"unknown {agent} parameter {key!r}{suggest(key, list(known))}; "
+            f"expected some of: {', '.join(known)}"
+        )
+    config = config_cls(**params)
+    config.validate()
+    return config
+
+
+def make_agent(name: str, observation_space, action_space, *, seed: int | None = None, **params):
+    """Build the agent called ``name`` for the given spaces.
+
+    ``params`` are the agent's hyper-parameters (fields of :class:`DQNConfig` /
+    :class:`PPOConfig`, or a heuristic's parameters). An unknown name or
+    parameter raises :class:`~rlaudit.errors.ConfigError`.
+    """
+    check_agent_name(name)
+    if name == "dqn":
+        from rlaudit.agents.dqn import DQNAgent, DQNConfig
+
+        config = config_from_params(DQNConfig, "dqn", params)
+        return DQNAgent(observation_space, action_space, config, seed=seed)
+    if name == "ppo":
+        from rlaudit.agents.ppo import PPOAgent, PPOConfig
+
+        config = config_from_params(PPOConfig, "ppo", params)
+        return PPOAgent(observation_space, action_space, config, seed=seed)
+    from rlaudit.agents.heuristics import make_heuristic
+
+    return make_heuristic(name, seed=seed, **params)
+
+
+def check_discrete_box(observation_space, action_space, agent: str) -> tuple[int, int]:
+    """Return (observation size, number of actions) or raise ConfigError."""
+    import gymnasium as gym
+
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise ConfigError(
+            f"{agent} needs a Discrete action space; found {action_space!r}"
+        )
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+        raise ConfigError(
+            f"{agent} needs a one-dimensional Box observation space; found {observation_space!r}"
+        )
+    return int(observation_space.shape[0]), int(action_space.n)
+
+
+@contextlib.contextmanager
+def torch_settings(threads: int | None = 1, deterministic: bool = True) -> Iterator[None]:
+    """Run a block with torch on ``threads`` intra-op threads and deterministic kernels.
+
+    Small MLPs are fastest on one thread (measured in benchmarks/agents.py), and
+    a fixed thread count keeps CPU reductions bit-for-bit reproducible. The
+    previous settings are restored on exit.
+    """
+    import torch
+
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det)
+
+
+def build_mlp(sizes: list[int], activation: str, *, final_activation: bool = False):
+    """Linear layers of the given sizes with ``activation`` between them."""
+    import torch.nn as nn
+
+    act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2 or final_activation:
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+def check_positive(name: str, value, *, allow_zero: bool = False) -> None:
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok:
+        bound = "≥ 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name} must be {bound}; found {value!r}")
+
+
+def check_range(name: str, value, lo: float, hi: float) -> None:
+    if not (lo <= value <= hi):
+        raise ConfigError(f"{name} must be in [{lo}, {hi}]; found {value!r}")
+
+
+def check_hidden_sizes(name: str, value) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(v) for v in value)
+    except TypeError:
+        raise ConfigError(f"{name} must be a list of layer sizes like [64, 64]; found {value!r}") from None
+    if not sizes or any(s <= 0 for s in sizes):
+        raise ConfigError(f"{name} must be a non-empty list of positive sizes; found {value!r}")
+    return sizes
