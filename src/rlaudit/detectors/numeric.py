@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Iterator
 
 import pyarrow as pa
@@ -15,21 +16,27 @@ from rlaudit.detectors.registry import detector
 _SKIP = {"wall_time", "run_id", "phase", "env_index", "episode", "t", "global_step", "reset_seed"}
 
 
-def _checks(name: str, expr: str, t: pa.DataType) -> Iterator[tuple[str, str, str]]:
-    """(label, value expression, non-finite condition) for every float leaf under ``expr``."""
+def _checks(name: str, expr: str, t: pa.DataType) -> Iterator[tuple[str, str, str, str, str]]:
+    """For every float leaf under ``expr``: (label, value expression, non-finite
+    condition, largest-value expression, smallest-value expression).
+
+    DuckDB orders NaN above +Inf, so a column holds a non-finite value exactly
+    when the max of its largest values or the min of its smallest values is
+    not finite: one cheap min/max pass screens every column at once.
+    """
     if pa.types.is_floating(t):
-        yield name, expr, f"NOT isfinite({expr})"
+        yield name, expr, f"NOT isfinite({expr})", expr, expr
     elif (pa.types.is_fixed_size_list(t) or pa.types.is_list(t)) and pa.types.is_floating(t.value_type):
         # Elements are float32: a float64 sum cannot overflow, and any NaN or
         # +/-Inf element makes the sum non-finite.
-        yield name, expr, f"NOT isfinite(list_sum({expr}))"
+        yield name, expr, f"NOT isfinite(list_sum({expr}))", f"list_max({expr})", f"list_min({expr})"
     elif pa.types.is_struct(t):
         for i in range(t.num_fields):
             child = t.field(i)
             yield from _checks(f"{name}.{child.name}", f"{expr}.{ident(child.name)}", child.type)
 
 
-def _step_checks(arrow_schema: pa.Schema) -> list[tuple[str, str, str]]:
+def _step_checks(arrow_schema: pa.Schema) -> list[tuple[str, str, str, str, str]]:
     out = []
     for f in arrow_schema:
         if f.name in _SKIP:
@@ -80,36 +87,29 @@ def non_finite(ctx: Context, *, cap: int = 20) -> Iterator[Finding]:
         learning rate, clip gradients, normalise observations and rewards,
         and check log-probabilities of near-zero-probability actions.
     """
-    run_id = ctx.run_id
     checks = _step_checks(ctx.run.schema)
     if checks and ctx.run.steps:
-        aggs = []
-        for k, (_, expr, cond) in enumerate(checks):
-            aggs.append(
-                f"count(*) FILTER (WHERE {cond}) AS n{k}, "
-                f"min(global_step) FILTER (WHERE {cond}) AS s0_{k}, max(global_step) FILTER (WHERE {cond}) AS s1_{k}, "
-                f"min(episode) FILTER (WHERE {cond}) AS e0_{k}, max(episode) FILTER (WHERE {cond}) AS e1_{k}, "
-                f"min(env_index) FILTER (WHERE {cond}) AS i0_{k}, max(env_index) FILTER (WHERE {cond}) AS i1_{k}, "
-                f"min(phase) FILTER (WHERE {cond}) AS p0_{k}, max(phase) FILTER (WHERE {cond}) AS p1_{k}"
-            )
-        row = ctx.sql(
-            f"SELECT count(*) AS steps, {', '.join(aggs)} FROM steps WHERE run_id = $run_id"
-        ).one()
-        steps = row[0]
-        for k, (label, expr, cond) in enumerate(checks):
-            base = 1 + 9 * k
-            n, s0, s1, e0, e1, i0, i1, p0, p1 = row[base:base + 9]
+        screen = ", ".join(f"max({hi}), min({lo})" for _, _, _, hi, lo in checks)
+        extremes = ctx.sql(f"SELECT {screen} FROM steps WHERE run_id = $run_id").one()
+        flagged = [
+            check for k, check in enumerate(checks)
+            if any(v is not None and not math.isfinite(v) for v in extremes[2 * k: 2 * k + 2])
+        ]
+        for label, expr, cond, _, _ in flagged:
+            scalar = "list_sum" not in cond
+            row = ctx.sql(
+                f"SELECT count(*) FILTER (WHERE {cond}), count(*) FILTER (WHERE {'isnan(' + expr + ')' if scalar else 'false'}), "
+                f"min(global_step) FILTER (WHERE {cond}), max(global_step) FILTER (WHERE {cond}), "
+                f"min(episode) FILTER (WHERE {cond}), max(episode) FILTER (WHERE {cond}), "
+                f"min(env_index) FILTER (WHERE {cond}), max(env_index) FILTER (WHERE {cond}), "
+                f"min(phase) FILTER (WHERE {cond}), max(phase) FILTER (WHERE {cond}) "
+                f"FROM steps WHERE run_id = $run_id AND {cond}"
+            ).one()
+            n, nan, s0, s1, e0, e1, i0, i1, p0, p1 = row
+            steps = ctx.run.steps
             if not n:
                 continue
-            scalar = "list_sum" not in cond
-            detail = ""
-            nan = None
-            if scalar:
-                nan, inf = ctx.sql(
-                    f"SELECT count(*) FILTER (WHERE isnan({expr})), count(*) FILTER (WHERE isinf({expr})) "
-                    "FROM steps WHERE run_id = $run_id"
-                ).one()
-                detail = f" ({_plural(nan, 'NaN')}, {inf:,} infinite)"
+            detail = f" ({_plural(nan, 'NaN')}, {n - nan:,} infinite)" if scalar else ""
             evidence = ctx.evidence(
                 f"SELECT global_step, env_index, episode, t, phase, {expr} AS value FROM steps "
                 f"WHERE run_id = $run_id AND {cond} ORDER BY global_step, env_index",
@@ -127,7 +127,7 @@ def non_finite(ctx: Context, *, cap: int = 20) -> Iterator[Finding]:
                 step_end=s1,
                 env_index=i0 if i0 == i1 else None,
                 phase=p0 if p0 == p1 else None,
-                actual={"column": label, "non_finite_steps": n, "steps": steps, **({"nan": nan} if nan is not None else {})},
+                actual={"column": label, "non_finite_steps": n, "steps": steps, **({"nan": nan} if scalar else {})},
                 expected={"non_finite_steps": 0},
             )
     if ctx.run.metrics_files:

@@ -92,7 +92,6 @@ def reward_spike(
         )
         SELECT count(*) AS n,
                count(DISTINCT (env_index, episode)) AS episodes,
-               (SELECT count(DISTINCT (env_index, episode)) FROM steps WHERE run_id = $run_id) AS all_episodes,
                min(global_step), max(global_step), min(episode), max(episode),
                min(env_index), max(env_index), min(phase), max(phase),
                max(abs(reward - $median)) / $scale AS max_z,
@@ -102,11 +101,15 @@ def reward_spike(
         """,
         median=med, scale=scale, z=z,
     ).one()
-    count, episodes, all_episodes, s0, s1, e0, e1, i0, i1, p0, p1, max_z, worst, worst_step = cand
+    count, episodes, s0, s1, e0, e1, i0, i1, p0, p1, max_z, worst, worst_step = cand
     if not count:
         return
     if count > max_fraction * n:
         return  # too frequent to be isolated spikes: a multi-level or heavy-tailed reward
+    # episodes are numbered from 0 within each sub-env, so this counts them without a distinct pass
+    all_episodes = ctx.sql(
+        "SELECT sum(n) FROM (SELECT max(episode) + 1 AS n FROM steps WHERE run_id = $run_id GROUP BY env_index)"
+    ).scalar()
     if all_episodes and episodes >= recurring_episodes * all_episodes and episodes > 1:
         return  # a recurring reward level, e.g. a goal bonus
     extra = [c for c in ("action", "obs") if ctx.has(c)]

@@ -304,8 +304,7 @@ def run_audit(
         t_detect = time.perf_counter()
         outcome = run_detectors(store, specs, params, jobs=jobs, progress=progress)
         t_summary = time.perf_counter()
-        store.materialize("episodes")
-        episodes = dict(store.sql("SELECT run_id, count(*) FROM episodes GROUP BY run_id").rows())
+        episodes = store.episode_counts()
         by_run: dict[str, list[str]] = {}
         for f in outcome.findings:
             by_run.setdefault(f.run_id or "", []).append(f.severity)
