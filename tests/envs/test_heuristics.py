@@ -68,6 +68,8 @@ def test_unknown_name_and_parameter():
 def test_rules(name, params, observation, action):
     agent = make_heuristic(name, **params)
     assert agent.select_action(observation) == action
+    assert agent.select_action(observation.tolist()) == action  # float32 precision either way
+    assert agent.select_actions(observation[None, :]).tolist() == [action]
     assert agent.act(observation) == (action, {"logp": 0.0, "entropy": 0.0, "policy_version": 0})
     probs = agent.action_probabilities(observation)
     assert probs[action] == 1.0 and probs.sum() == 1.0

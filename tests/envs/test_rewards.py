@@ -360,3 +360,14 @@ def test_recomputing_offline_from_info_gives_the_same_rewards(name):
         prev = now
         if terminated or truncated:
             break
+
+
+def test_docs_hold_the_generated_reward_documentation():
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "career-env.md").read_text(encoding="utf-8")
+    begin = doc.index("<!-- rewards:begin")
+    section = doc[doc.index("\n", begin) + 1 : doc.index("<!-- rewards:end -->")]
+    assert section.strip() == describe_reward().strip(), (
+        "docs/career-env.md is out of date: paste describe_reward() between the markers"
+    )

@@ -31,6 +31,8 @@ STAY = 0
 SWITCH = 1
 N_ACTIONS = 2
 DEFAULT_SEED = 0
+_FLOAT32 = np.dtype(np.float32)
+_LOG_N_ACTIONS = math.log(N_ACTIONS)
 
 
 def _unknown(kind: str, name: object, choices: list[str]) -> ConfigError:
@@ -45,9 +47,13 @@ class HeuristicAgent:
     """Base class: a fixed rule mapping an observation to STAY or SWITCH.
 
     Subclasses set ``name``, ``rule`` (one line, for docs and reports),
-    ``defaults`` (parameter -> default float) and implement :meth:`_switch`,
-    written with ``&``/``|`` so that it works on one observation and on a
-    batch alike.
+    ``defaults`` (parameter -> default float) and implement :meth:`_switch`
+    on Python floats; written with ``&``/``|`` it also serves batches of
+    numpy columns, otherwise override :meth:`_switch_batch` too.
+
+    Observations are float32, and thresholds are compared in float32 too
+    (``burnout > 0.6`` is false for the float32 observation 0.6), so the
+    single and batch paths agree and match a float32 comparison.
     """
 
     name: ClassVar[str]
@@ -71,7 +77,7 @@ class HeuristicAgent:
             merged[key] = float(value)
         self.params = merged
         for key, value in merged.items():
-            setattr(self, key, value)
+            setattr(self, key, float(np.float32(value)))
         self.seed = DEFAULT_SEED if seed is None else int(seed)
         self.rng = np.random.default_rng(self.seed)
 
@@ -88,17 +94,23 @@ class HeuristicAgent:
             self.seed = int(seed)
             self.rng = np.random.default_rng(self.seed)
 
-    def _switch(self, salary, burnout, tenure, market):
+    def _switch(self, salary: float, burnout: float, tenure: float, market: float) -> bool:
         raise NotImplementedError
+
+    def _switch_batch(self, salary, burnout, tenure, market) -> np.ndarray:
+        return self._switch(salary, burnout, tenure, market)
 
     def select_action(self, obs: Any) -> int:
         """The action for one observation."""
-        return SWITCH if self._switch(obs[0], obs[1], obs[2], obs[3]) else STAY
+        if type(obs) is not np.ndarray or obs.dtype != _FLOAT32:
+            obs = np.asarray(obs, dtype=_FLOAT32)
+        salary, burnout, tenure, market = obs.tolist()
+        return SWITCH if self._switch(salary, burnout, tenure, market) else STAY
 
     def select_actions(self, observations: Any) -> np.ndarray:
         """Actions (int64) for a batch of observations of shape (n, 4)."""
-        obs = np.asarray(observations)
-        switch = self._switch(obs[:, 0], obs[:, 1], obs[:, 2], obs[:, 3])
+        obs = np.asarray(observations, dtype=_FLOAT32)
+        switch = self._switch_batch(obs[:, 0], obs[:, 1], obs[:, 2], obs[:, 3])
         return np.broadcast_to(np.asarray(switch, dtype=np.int64), (obs.shape[0],)).copy()
 
     def action_probabilities(self, obs: Any) -> np.ndarray:
@@ -133,8 +145,8 @@ class RandomAgent(HeuristicAgent):
     def act(self, obs: Any, explore: bool = True) -> tuple[int, dict[str, Any]]:
         """A uniform draw, exploring or not: logp = log(1/2), entropy = log(2)."""
         return self.select_action(obs), {
-            "logp": -math.log(N_ACTIONS),
-            "entropy": math.log(N_ACTIONS),
+            "logp": -_LOG_N_ACTIONS,
+            "entropy": _LOG_N_ACTIONS,
             "policy_version": 0,
         }
 
@@ -147,6 +159,9 @@ class AlwaysStay(HeuristicAgent):
         return STAY
 
     def _switch(self, salary, burnout, tenure, market):
+        return False
+
+    def _switch_batch(self, salary, burnout, tenure, market):
         return np.zeros_like(burnout, dtype=bool)
 
 
@@ -158,6 +173,9 @@ class AlwaysSwitch(HeuristicAgent):
         return SWITCH
 
     def _switch(self, salary, burnout, tenure, market):
+        return True
+
+    def _switch_batch(self, salary, burnout, tenure, market):
         return np.ones_like(burnout, dtype=bool)
 
 
@@ -210,6 +228,13 @@ class Adaptive(HeuristicAgent):
     }
 
     def _switch(self, salary, burnout, tenure, market):
+        if market < -self.market_band:
+            return burnout > self.bad_market_threshold
+        if market > self.market_band:
+            return burnout > self.good_market_threshold
+        return burnout > self.neutral_threshold
+
+    def _switch_batch(self, salary, burnout, tenure, market):
         threshold = np.where(
             market < -self.market_band,
             self.bad_market_threshold,
@@ -220,7 +245,15 @@ class Adaptive(HeuristicAgent):
 
 _AGENTS: dict[str, type[HeuristicAgent]] = {
     cls.name: cls
-    for cls in (RandomAgent, AlwaysStay, AlwaysSwitch, BurnoutThreshold, Conservative, Aggressive, Adaptive)
+    for cls in (
+        RandomAgent,
+        AlwaysStay,
+        AlwaysSwitch,
+        BurnoutThreshold,
+        Conservative,
+        Aggressive,
+        Adaptive,
+    )
 }
 
 HEURISTICS: tuple[str, ...] = tuple(_AGENTS)

@@ -14,7 +14,7 @@ drawn from ``self.np_random`` in exactly this order):
    failure: salary *= 1 - U(0, 0.15);
    burnout = max(0, burnout - burnout_recovery_rate * (1 + 0.5 * job_availability)
    - U(0.05, 0.15)); tenure = 0.
-2. market = clip(0.9 * market + 0.1 * z, -1, 1)   (draws z).
+2. market = clip(market - 0.1 * market + 0.1 * z, -1, 1)   (draws z).
 3. salary clipped to [min_salary, max_salary], burnout to [0, burnout_threshold].
 4. terminated = burnout >= burnout_threshold; truncated = step >= max_steps.
 
@@ -34,10 +34,9 @@ from gymnasium.error import ResetNeeded
 from gymnasium.utils import seeding
 
 from rlaudit.envs.params import EnvironmentParams
-from rlaudit.envs.rewards import SWITCH, CareerState, Reward, get_reward
+from rlaudit.envs.rewards import STAY, SWITCH, CareerState, Reward, get_reward
 from rlaudit.errors import ConfigError
 
-STAY = 0
 ACTION_NAMES = ("STAY", "SWITCH")
 DEFAULT_SEED = 0
 """Seed of the generator when ``reset`` has never been given one."""
@@ -84,7 +83,8 @@ def resolve_params(
             values["market_regime"] = regime
         return EnvironmentParams.from_dict(values)
     raise ConfigError(
-        f"params must be an EnvironmentParams or a mapping of its fields; found {type(params).__name__}"
+        "params must be an EnvironmentParams or a mapping of its fields; "
+        f"found {type(params).__name__}"
     )
 
 
@@ -175,9 +175,8 @@ class CareerEnv(gym.Env):
         z = self._np_random.standard_normal()
         market = min(max(p.initial_market_mean + INITIAL_MARKET_STD * z, -1.0), 1.0)
         salary = p.initial_salary
-        self._state = CareerState(
-            salary, (salary - self._min_salary) / self._salary_span, p.initial_burnout, 0, 0.0, market
-        )
+        salary_norm = (salary - self._min_salary) / self._salary_span
+        self._state = CareerState(salary, salary_norm, p.initial_burnout, 0, 0.0, market)
         self._switches = 0
         self._step_count = 0
         self.episode_count += 1
@@ -346,7 +345,8 @@ class CareerEnv(gym.Env):
             [
                 f"Career  episode {self.episode_count}  month {self._step_count}/{self._max_steps}"
                 f"  regime {self.params.market_regime}{status}",
-                f"  salary   ${state.salary:>10,.0f}  {bar(state.salary_norm)} {state.salary_norm:.2f}",
+                f"  salary   ${state.salary:>10,.0f}  {bar(state.salary_norm)}"
+                f" {state.salary_norm:.2f}",
                 f"  burnout  {state.burnout:>11.2f}  {bar(state.burnout / self._threshold)}",
                 f"  tenure   {state.tenure:>4d} months   job switches {self._switches}",
                 f"  market   {state.market:>+11.2f}  last action {last}",

@@ -376,7 +376,7 @@ class LongTermShapedV1(_ShapedBase):
             "Phi(s) whether the episode terminated or was truncated, so the optimal "
             "policy can change; and Phi rewards salary, which switching already buys.",
             "shaping_reward_hacking": "the shaping pays for salary increases, so it "
-            "pays exactly what switching already pays; always-switch scores about 176, "
+            "pays exactly what switching already pays; always-switch scores about 175, "
             "as much as the learners.",
         }
     )
