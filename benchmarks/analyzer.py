@@ -182,7 +182,15 @@ def child(kind: str, store: str, out: str) -> None:
     else:
         raise SystemExit(f"unknown measurement {kind}")
     seconds = time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM is this process's peak RSS; ru_maxrss would carry the parent's
+    # peak over from before exec.
+    rss = None
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                rss = int(line.split()[1]) * 1024
+    if rss is None:
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"seconds": seconds, "peak_rss_bytes": rss, **detail}))
 
 

@@ -175,3 +175,7 @@ def test_nan_predicates_are_not_pruned_by_parquet_statistics(tmp_path):
         assert s.sql("SELECT count(*) FROM steps WHERE isnan(entropy)").scalar() == 10
         assert s.sql("SELECT count(*) FROM steps WHERE NOT isfinite(entropy)").scalar() == 10
         assert s.sql("SELECT count(*) FROM steps WHERE entropy > 0.5").scalar() == 10  # NaN sorts last
+        # and a lone max() over a column without NaN is not answered from statistics as NaN
+        assert s.sql("SELECT max(reward) FROM steps").scalar() == 1.0
+        assert math.isnan(s.sql("SELECT max(entropy) FROM steps").scalar())
+        assert s.sql("SELECT max(entropy) FROM steps WHERE episode < 7").scalar() == pytest.approx(0.3)

@@ -16,27 +16,29 @@ from rlaudit.detectors.registry import detector
 _SKIP = {"wall_time", "run_id", "phase", "env_index", "episode", "t", "global_step", "reset_seed"}
 
 
-def _checks(name: str, expr: str, t: pa.DataType) -> Iterator[tuple[str, str, str, str, str]]:
+def _checks(name: str, expr: str, t: pa.DataType) -> Iterator[tuple[str, str, str, str]]:
     """For every float leaf under ``expr``: (label, value expression, non-finite
-    condition, largest-value expression, smallest-value expression).
+    condition, screening expression).
 
-    DuckDB orders NaN above +Inf, so a column holds a non-finite value exactly
-    when the max of its largest values or the min of its smallest values is
-    not finite: one cheap min/max pass screens every column at once.
+    The screen is a sum: any NaN or +/-Inf value makes it non-finite, so one
+    aggregate pass over all columns tells which need a closer look. (A sum
+    can also overflow on huge finite values; the closer look then counts
+    zero rows and nothing is reported.) min/max would not do: with NaN-aware
+    Parquet reading DuckDB may answer them from file statistics as NaN.
     """
     if pa.types.is_floating(t):
-        yield name, expr, f"NOT isfinite({expr})", expr, expr
+        yield name, expr, f"NOT isfinite({expr})", f"sum({expr})"
     elif (pa.types.is_fixed_size_list(t) or pa.types.is_list(t)) and pa.types.is_floating(t.value_type):
         # Elements are float32: a float64 sum cannot overflow, and any NaN or
         # +/-Inf element makes the sum non-finite.
-        yield name, expr, f"NOT isfinite(list_sum({expr}))", f"list_max({expr})", f"list_min({expr})"
+        yield name, expr, f"NOT isfinite(list_sum({expr}))", f"sum(list_sum({expr}))"
     elif pa.types.is_struct(t):
         for i in range(t.num_fields):
             child = t.field(i)
             yield from _checks(f"{name}.{child.name}", f"{expr}.{ident(child.name)}", child.type)
 
 
-def _step_checks(arrow_schema: pa.Schema) -> list[tuple[str, str, str, str, str]]:
+def _step_checks(arrow_schema: pa.Schema) -> list[tuple[str, str, str, str]]:
     out = []
     for f in arrow_schema:
         if f.name in _SKIP:
@@ -89,13 +91,10 @@ def non_finite(ctx: Context, *, cap: int = 20) -> Iterator[Finding]:
     """
     checks = _step_checks(ctx.run.schema)
     if checks and ctx.run.steps:
-        screen = ", ".join(f"max({hi}), min({lo})" for _, _, _, hi, lo in checks)
-        extremes = ctx.sql(f"SELECT {screen} FROM steps WHERE run_id = $run_id").one()
-        flagged = [
-            check for k, check in enumerate(checks)
-            if any(v is not None and not math.isfinite(v) for v in extremes[2 * k: 2 * k + 2])
-        ]
-        for label, expr, cond, _, _ in flagged:
+        screen = ", ".join(agg for _, _, _, agg in checks)
+        sums = ctx.sql(f"SELECT {screen} FROM steps WHERE run_id = $run_id").one()
+        flagged = [check for check, v in zip(checks, sums) if v is not None and not math.isfinite(v)]
+        for label, expr, cond, _ in flagged:
             scalar = "list_sum" not in cond
             row = ctx.sql(
                 f"SELECT count(*) FILTER (WHERE {cond}), count(*) FILTER (WHERE {'isnan(' + expr + ')' if scalar else 'false'}), "
