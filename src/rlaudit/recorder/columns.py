@@ -176,12 +176,20 @@ def row_bytes(spec: dict[str, Any]) -> int:
     return schema.flat_size(spec) * (1 if schema.is_image(spec) else 8)
 
 
-def sparse_to_arrow(spec: dict[str, Any], rows: list[int], values: list[Any], n: int) -> pa.Array:
-    """A length-``n`` column holding ``values`` at ``rows`` and nulls elsewhere."""
+def sparse_to_arrow(spec: dict[str, Any], rows: list[int], values: list[Any], n: int) -> tuple[pa.Array, list[str]]:
+    """A length-``n`` column holding ``values`` at ``rows`` and nulls elsewhere.
+
+    Values that do not fit ``spec`` become nulls; their errors are returned.
+    """
     col = make_column(spec, max(len(values), 1))
+    failures = []
     for k, v in enumerate(values):
-        col.set(k, v)
-    return scatter(col.to_arrow(len(values)), rows, n)
+        try:
+            col.set(k, v)
+        except Exception as exc:
+            col.set_null(k)
+            failures.append(f"{type(exc).__name__}: {exc}")
+    return scatter(col.to_arrow(len(values)), rows, n), failures
 
 
 def scatter(values: pa.Array, rows: list[int] | np.ndarray, n: int) -> pa.Array:

@@ -31,7 +31,7 @@ import pyarrow as pa
 from rlaudit import __version__, schema
 from rlaudit.errors import ConfigError, RecorderWarning, RunExistsError, StoreError
 from rlaudit.recorder.columns import make_column, row_bytes, scatter, snapshot, sparse_to_arrow
-from rlaudit.recorder.writer import final_paths, finalize_run, write_parquet_atomic, write_parts_manifest
+from rlaudit.recorder.writer import final_paths, finalize_run, text_of, write_parquet_atomic, write_parts_manifest
 
 DEFAULT_FLUSH_STEPS = 65536
 DEFAULT_FLUSH_SECONDS = 30.0
@@ -64,7 +64,7 @@ class _Sparse:
     def to_arrow(self, n: int, type_: pa.DataType | None = None) -> pa.Array:
         type_ = type_ if type_ is not None else _scalar_type(self.values)
         if type_ == pa.string():
-            values = pa.array([v if type(v) is str else str(v) for v in self.values], pa.string())
+            values = pa.array([text_of(v) for v in self.values], pa.string())
         elif pa.types.is_floating(type_):
             values = pa.array(np.asarray(self.values, dtype=np.float64), type_, from_pandas=False)
         else:
@@ -250,6 +250,7 @@ class Recorder:
         self._single = True  # one env stream: obs is written straight into the buffer
         self._staging = None
         self._pending_first: tuple[int, Any] | None = None  # an obs seen before the buffers exist
+        self._bad_staged: set[int] = set()  # sub-envs whose staged obs could not be stored
         self._rows_flushed = 0
         self._abandoned = 0
         self._dropped: Counter[str] = Counter()
@@ -410,14 +411,22 @@ class Recorder:
 
     def _stage_obs(self, env_index: int, obs: Any) -> None:
         """Keep ``obs`` as the observation of env ``env_index``'s next row."""
-        if self._single:
-            self._obs.set(self._n, obs)
-        else:
-            if self._staging.capacity <= env_index:
-                bigger = make_column(self._obs_spec, max(2 * self._staging.capacity, env_index + 1))
-                bigger.gather(0, self._staging, np.arange(self._staging.capacity))
-                self._staging = bigger
-            self._staging.set(env_index, obs)
+        if not self._single and self._staging.capacity <= env_index:
+            bigger = make_column(self._obs_spec, max(2 * self._staging.capacity, env_index + 1))
+            bigger.gather(0, self._staging, np.arange(self._staging.capacity))
+            self._staging = bigger
+        try:
+            if self._single:
+                self._obs.set(self._n, obs)
+            else:
+                self._staging.set(env_index, obs)
+                self._bad_staged.discard(env_index)
+        except Exception as exc:
+            self._drop(f"obs: {type(exc).__name__}: {exc} (recorded as null)")
+            if self._single:
+                self._obs.set_null(self._n)
+            else:
+                self._bad_staged.add(env_index)
 
     # -- the loop API -----------------------------------------------------------
 
@@ -506,12 +515,18 @@ class Recorder:
             self._obs.set_null(i)
         elif not self._single:
             self._obs.copy_row(i, self._staging, env_index)
+            if env_index in self._bad_staged:
+                self._obs.set_null(i)
         try:
             self._action.set(i, action)
         except Exception as exc:
             self._action.set_null(i)
             self._drop(f"action: {type(exc).__name__}: {exc}")
-        self._reward[i] = reward
+        try:
+            self._reward[i] = reward
+        except (TypeError, ValueError):
+            self._reward[i] = math.nan
+            self._drop(f"reward: {type(reward).__name__} is not a number (recorded as NaN)")
         self._terminated[i] = terminated
         self._truncated[i] = truncated
         self._env_index[i] = env_index
@@ -870,7 +885,7 @@ class Recorder:
             "reward": pa.array(self._reward[:n]),
             "terminated": pa.array(self._terminated[:n]),
             "truncated": pa.array(self._truncated[:n]),
-            "final_obs": sparse_to_arrow(self._obs_spec, self._final_obs.rows, self._final_obs.values, n),
+            "final_obs": self._final_obs_array(n),
             "reset_seed": self._reset_seed.to_arrow(n, pa.int64()),
         }
         if self._terms:
@@ -891,6 +906,12 @@ class Recorder:
             cols["policy_version"] = self._policy["policy_version"].to_arrow(n, pa.int32())
         return pa.table(cols)
 
+    def _final_obs_array(self, n: int) -> pa.Array:
+        array, failures = sparse_to_arrow(self._obs_spec, self._final_obs.rows, self._final_obs.values, n)
+        for reason in failures:
+            self._drop(f"final_obs: {reason} (recorded as null)")
+        return array
+
     def _flush(self) -> None:
         """Write the buffered rows as one closed Parquet segment."""
         n = self._n
@@ -903,10 +924,14 @@ class Recorder:
                 self._rows_flushed += n
             except Exception as exc:
                 self._drop(f"segment of {n} steps could not be written: {type(exc).__name__}: {exc}", n)
-            if self._single and self._envs and self._envs[0].has_obs and not self._envs[0].done:
+            pending = self._single and bool(self._envs) and self._envs[0].has_obs
+            pending_is_null = pending and n in self._obs.null_rows
+            if pending:
                 self._obs.copy_row(0, self._obs, n)  # the pending observation moves to row 0
             self._n = 0
             self._new_segment_state()
+            if pending_is_null:
+                self._obs.set_null(0)
         if self._metric_rows:
             self._flush_metrics()
         self._update_parts_manifest()

@@ -125,6 +125,11 @@ def write_parquet_atomic(path: Path, table: pa.Table, metadata: dict[bytes, byte
 _RANK = {pa.bool_(): 0, pa.int64(): 1, pa.float32(): 1, pa.float64(): 1, pa.string(): 2}
 
 
+def text_of(value: object) -> str:
+    """Text of an info value in a text column: bools and numbers go through float."""
+    return value if type(value) is str else str(float(value))
+
+
 def unify_types(a: pa.DataType, b: pa.DataType) -> pa.DataType:
     if a == b:
         return a
@@ -164,8 +169,8 @@ def conform_array(arr: pa.Array, target: pa.DataType) -> pa.Array:
         ]
         mask = arr.is_null() if arr.null_count else None
         return pa.StructArray.from_arrays(children, fields=list(target), mask=mask)
-    if pa.types.is_string(target) and pa.types.is_boolean(arr.type):
-        return pa.array([None if v is None else str(v) for v in arr.to_pylist()], pa.string())
+    if pa.types.is_string(target) and not pa.types.is_string(arr.type):
+        return pa.array([None if v is None else text_of(v) for v in arr.to_pylist()], pa.string())
     return arr.cast(target)
 
 
