@@ -211,20 +211,6 @@ class Cursor(_Queries):
     def __init__(self, con: duckdb.DuckDBPyConnection):
         self._con = con
 
-    def episode_counts(self) -> dict[str, int]:
-        """Episodes per run (started episodes, including an unfinished last one).
-
-        Episodes are numbered from 0 within each (run, env_index), so this
-        needs only max(episode) per sub-env, not the episodes view.
-        """
-        rows = self.sql(
-            "SELECT run_id, sum(n) FROM (SELECT run_id, env_index, max(episode) + 1 AS n FROM steps "
-            "GROUP BY run_id, env_index) GROUP BY run_id"
-        ).rows()
-        counts = {rid: 0 for rid in self.runs}
-        counts.update({rid: int(n) for rid, n in rows})
-        return counts
-
     def close(self) -> None:
         self._con.close()
 
