@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rlaudit import schema
@@ -220,7 +219,7 @@ def _merge(files: list[pq.ParquetFile], out: Path, metadata: dict[bytes, bytes],
             pending: list[pa.Table] = []
             pending_rows = 0
             for f in files:
-                t = conform(f.read(), target)
+                t = conform(f.read(use_threads=False), target)  # threads cost memory, not time, here
                 pending.append(t)
                 pending_rows += t.num_rows
                 if pending_rows >= row_group_rows:
@@ -244,7 +243,9 @@ def _ended_rows(f: pq.ParquetFile) -> int:
     names = set(f.schema_arrow.names)
     if not {"terminated", "truncated"} <= names:
         return 0
-    t = f.read(columns=["terminated", "truncated"])
+    import pyarrow.compute as pc  # only at the end of a run
+
+    t = f.read(columns=["terminated", "truncated"], use_threads=False)
     return int(pc.sum(pc.or_(t["terminated"], t["truncated"])).as_py() or 0)
 
 

@@ -1,0 +1,411 @@
+"""Recorder overhead, disk and memory, measured against the bare env and other recorders.
+
+Every (variant, repetition) runs in a fresh subprocess; repetitions are
+interleaved across variants so machine load hits them alike.  Reported per
+variant: median µs per step over the bare env (loop + close), bytes per step
+on disk, peak RSS above the bare env's, and the load from other processes.
+
+    python benchmarks/recorder.py                   # the full matrix (about 15 min)
+    python benchmarks/recorder.py --quick           # a smoke run
+    python benchmarks/recorder.py --json out.json   # also write raw results
+
+RewardScope (``pip install reward-scope``) and Minari (``pip install minari``)
+rows are measured when their packages import (``--python`` can point at an
+interpreter that has them); they run fewer steps because they are slow, and
+are reported per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SEED = 12345
+
+
+# ---------------------------------------------------------------------------
+# Child side: one variant, one process
+# ---------------------------------------------------------------------------
+
+
+def _busy_jiffies() -> int:
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields[:8]) - idle
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+class ImageEnv:
+    """64x64x3 uint8 frames of a grey field with a moving white square (compressible)."""
+
+    def __init__(self):
+        import gymnasium as gym
+        from gymnasium import spaces
+
+        class _Env(gym.Env):
+            observation_space = spaces.Box(0, 255, (64, 64, 3), np.uint8)
+            action_space = spaces.Discrete(2)
+
+            def reset(self, *, seed=None, options=None):
+                super().reset(seed=seed)
+                self.k = 0
+                return self._frame(), {}
+
+            def _frame(self):
+                f = np.full((64, 64, 3), 96, np.uint8)
+                x = (self.k * 3) % 56
+                f[x : x + 8, x : x + 8] = 255
+                return f
+
+            def step(self, action):
+                self.k += 1
+                terminated = bool(self.np_random.random() < 1 / 22)
+                return self._frame(), 1.0, terminated, self.k >= 200, {}
+
+        self.env = _Env()
+
+
+def _make_env(kind: str):
+    import gymnasium as gym
+
+    if kind == "img":
+        return ImageEnv().env
+    return gym.make("CartPole-v1")
+
+
+def _single_loop(env, actions) -> None:
+    env.reset(seed=SEED)
+    step, reset = env.step, env.reset
+    for a in actions:
+        _, _, te, tr, _ = step(a)
+        if te or tr:
+            reset()
+
+
+def child_bare(kind, steps, out):
+    env = _make_env(kind)
+    actions = np.random.default_rng(SEED).integers(0, 2, steps).tolist()
+    t0 = time.perf_counter()
+    _single_loop(env, actions)
+    return time.perf_counter() - t0, 0.0
+
+
+def child_rlaudit(kind, steps, out):
+    from rlaudit import RecordTrajectory
+
+    env = RecordTrajectory(_make_env(kind), out, "bench")
+    actions = np.random.default_rng(SEED).integers(0, 2, steps).tolist()
+    t0 = time.perf_counter()
+    _single_loop(env, actions)
+    t1 = time.perf_counter()
+    env.close()
+    return t1 - t0, time.perf_counter() - t1
+
+
+def child_floor(kind, steps, out):
+    """The same values written into preallocated numpy arrays in a bare loop, flushed as row groups."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from rlaudit.recorder.writer import write_options
+
+    env = _make_env(kind)
+    actions = np.random.default_rng(SEED).integers(0, 2, steps).tolist()
+    cap = 65536
+    obs_b = np.zeros((cap, 4), np.float32)
+    act_b = np.zeros(cap, np.int64)
+    rew_b = np.zeros(cap)
+    te_b = np.zeros(cap, bool)
+    tr_b = np.zeros(cap, bool)
+    ep_b = np.zeros(cap, np.int64)
+    t_b = np.zeros(cap, np.int32)
+    gs_b = np.zeros(cap, np.int64)
+    wall_b = np.zeros(cap)
+    run = pa.array(["bench"])
+    writer = None
+    path = Path(out) / "floor.parquet"
+
+    def flush(n):
+        nonlocal writer
+        table = pa.table(
+            {
+                "run_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), run),
+                "episode": ep_b[:n], "t": t_b[:n], "global_step": gs_b[:n], "wall_time": wall_b[:n],
+                "obs": pa.FixedSizeListArray.from_arrays(pa.array(obs_b[:n].reshape(-1)), 4),
+                "action": act_b[:n], "reward": rew_b[:n], "terminated": te_b[:n], "truncated": tr_b[:n],
+            }
+        )
+        if writer is None:
+            writer = pq.ParquetWriter(path, table.schema, **write_options(table.schema))
+        writer.write_table(table)
+
+    perf = time.perf_counter
+    t0 = perf()
+    obs, _ = env.reset(seed=SEED)
+    i = episode = t = 0
+    for g, a in enumerate(actions):
+        nxt, r, te, tr, _ = env.step(a)
+        obs_b[i] = obs
+        act_b[i] = a
+        rew_b[i] = r
+        te_b[i] = te
+        tr_b[i] = tr
+        ep_b[i] = episode
+        t_b[i] = t
+        gs_b[i] = g
+        wall_b[i] = perf() - t0
+        i += 1
+        t += 1
+        obs = nxt
+        if i == cap:
+            flush(i)
+            i = 0
+        if te or tr:
+            obs, _ = env.reset()
+            episode += 1
+            t = 0
+    t1 = perf()
+    if i:
+        flush(i)
+    writer.close()
+    return t1 - t0, perf() - t1
+
+
+def child_rewardscope(kind, steps, out):
+    from reward_scope.integrations import RewardScopeWrapper
+
+    env = RewardScopeWrapper(_make_env(kind), run_name="bench", storage_dir=str(out))
+    actions = np.random.default_rng(SEED).integers(0, 2, steps).tolist()
+    t0 = time.perf_counter()
+    _single_loop(env, actions)
+    t1 = time.perf_counter()
+    env.close()
+    return t1 - t0, time.perf_counter() - t1
+
+
+def child_minari(kind, steps, out):
+    os.environ["MINARI_DATASETS_PATH"] = str(out)
+    from minari import DataCollector
+
+    env = DataCollector(_make_env(kind))
+    actions = np.random.default_rng(SEED).integers(0, 2, steps).tolist()
+    t0 = time.perf_counter()
+    _single_loop(env, actions)
+    t1 = time.perf_counter()
+    env.create_dataset(dataset_id="bench/cartpole-v0", algorithm_name="random")
+    env.close()
+    return t1 - t0, time.perf_counter() - t1
+
+
+def _vec_loop(envs, steps):
+    n = envs.num_envs
+    rng = np.random.default_rng(SEED)
+    envs.reset(seed=SEED)
+    for _ in range(steps // n):
+        envs.step(rng.integers(0, 2, n))
+
+
+def child_vec8_bare(kind, steps, out):
+    import gymnasium as gym
+
+    envs = gym.make_vec("CartPole-v1", 8, vectorization_mode="sync")
+    t0 = time.perf_counter()
+    _vec_loop(envs, steps)
+    return time.perf_counter() - t0, 0.0
+
+
+def child_vec8_rlaudit(kind, steps, out):
+    import gymnasium as gym
+
+    from rlaudit import RecordVectorTrajectory
+
+    envs = RecordVectorTrajectory(gym.make_vec("CartPole-v1", 8, vectorization_mode="sync"), out, "bench")
+    t0 = time.perf_counter()
+    _vec_loop(envs, steps)
+    t1 = time.perf_counter()
+    envs.close()
+    return t1 - t0, time.perf_counter() - t1
+
+
+def child_flat(kind, steps, out):
+    """Throughput per tenth of a long recorded run (cost must stay flat)."""
+    from rlaudit import RecordTrajectory
+
+    env = RecordTrajectory(_make_env(kind), out, "bench")
+    rng = np.random.default_rng(SEED)
+    tenth = steps // 10
+    rates = []
+    env.reset(seed=SEED)
+    t_start = time.perf_counter()
+    for _ in range(10):
+        actions = rng.integers(0, 2, tenth).tolist()
+        t0 = time.perf_counter()
+        for a in actions:
+            _, _, te, tr, _ = env.step(a)
+            if te or tr:
+                env.reset()
+        rates.append(tenth / (time.perf_counter() - t0))
+    t1 = time.perf_counter()
+    env.close()
+    return t1 - t_start, time.perf_counter() - t1, {"tenths_steps_per_s": rates}
+
+
+CHILDREN = {
+    "bare": child_bare,
+    "floor": child_floor,
+    "rlaudit": child_rlaudit,
+    "rewardscope": child_rewardscope,
+    "minari": child_minari,
+    "vec8_bare": child_vec8_bare,
+    "vec8_rlaudit": child_vec8_rlaudit,
+    "img_bare": child_bare,
+    "img_rlaudit": child_rlaudit,
+    "flat": child_flat,
+}
+
+
+def run_child(variant: str, steps: int) -> dict:
+    kind = "img" if variant.startswith("img") else "cartpole"
+    out = Path(tempfile.mkdtemp(prefix=f"rlaudit-bench-{variant}-"))
+    rss_before = _rss_mib()
+    busy0, cpu0, wall0 = _busy_jiffies(), time.process_time(), time.perf_counter()
+    try:
+        result = CHILDREN[variant](kind, steps, out)
+        loop_s, close_s = result[0], result[1]
+        extra = result[2] if len(result) > 2 else {}
+        wall = time.perf_counter() - wall0
+        hz = os.sysconf("SC_CLK_TCK")
+        foreign = max(0.0, ((_busy_jiffies() - busy0) / hz - (time.process_time() - cpu0)) / wall)
+        return {
+            "variant": variant, "steps": steps, "loop_s": loop_s, "close_s": close_s,
+            "total_s": loop_s + close_s, "bytes": _dir_bytes(out), "rss_before_mib": rss_before,
+            "rss_peak_mib": _rss_mib(), "foreign_cores": round(foreign, 2),
+            "torch_imported": "torch" in sys.modules, **extra,
+        }
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# Parent side: interleaved repetitions and the summary
+# ---------------------------------------------------------------------------
+
+
+def _spawn(python: str, variant: str, steps: int) -> dict | None:
+    proc = subprocess.run(
+        [python, __file__, "--child", variant, "--steps", str(steps)],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        print(f"  {variant}: failed ({proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode})", file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _available(python: str, module: str) -> bool:
+    return subprocess.run([python, "-c", f"import {module}"], capture_output=True).returncode == 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--child")
+    ap.add_argument("--steps", type=int, default=200_000)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--slow-steps", type=int, default=5_000, help="steps for RewardScope (ms per step)")
+    ap.add_argument("--minari-steps", type=int, default=20_000)
+    ap.add_argument("--flat-steps", type=int, default=5_000_000)
+    ap.add_argument("--python", default=sys.executable, help="interpreter for the RewardScope/Minari rows")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(run_child(args.child, args.steps)))
+        return
+    if args.quick:
+        args.steps, args.reps, args.slow_steps, args.minari_steps, args.flat_steps = 20_000, 1, 500, 2_000, 200_000
+
+    plan = [("bare", args.steps, sys.executable), ("floor", args.steps, sys.executable),
+            ("rlaudit", args.steps, sys.executable),
+            ("vec8_bare", args.steps, sys.executable), ("vec8_rlaudit", args.steps, sys.executable),
+            ("img_bare", args.steps // 4, sys.executable), ("img_rlaudit", args.steps // 4, sys.executable)]
+    if _available(args.python, "reward_scope"):
+        plan.append(("rewardscope", args.slow_steps, args.python))
+        plan.append(("bare_short", args.slow_steps, args.python))
+    if _available(args.python, "minari"):
+        plan.append(("minari", args.minari_steps, args.python))
+    results: dict[str, list[dict]] = {}
+    for rep in range(args.reps):
+        for variant, steps, python in plan:
+            child = "bare" if variant == "bare_short" else variant
+            r = _spawn(python, child, steps)
+            if r is not None:
+                r["variant"] = variant
+                results.setdefault(variant, []).append(r)
+                print(f"rep {rep + 1}: {variant:13s} {r['total_s'] / steps * 1e6:9.2f} µs/step  foreign {r['foreign_cores']}", file=sys.stderr)
+    flat = _spawn(sys.executable, "flat", args.flat_steps)
+    summary = summarise(results, flat)
+    print(summary)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": results, "flat": flat}, indent=1))
+
+
+def _median(rows, key):
+    return statistics.median(r[key] for r in rows)
+
+
+def summarise(results: dict[str, list[dict]], flat: dict | None) -> str:
+    def per_step(v):
+        rows = results.get(v)
+        return None if not rows else statistics.median(r["total_s"] / r["steps"] * 1e6 for r in rows)
+
+    lines = ["| variant | steps × reps | µs/step (median) | added µs/step vs bare | × bare overhead of rlaudit | bytes/step | peak RSS MiB | RSS above bare MiB | foreign cores |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    bases = {"cartpole": per_step("bare"), "vec8": per_step("vec8_bare"), "img": per_step("img_bare"), "short": per_step("bare_short")}
+    rss_base = {"cartpole": results.get("bare"), "vec8": results.get("vec8_bare"), "img": results.get("img_bare"), "short": results.get("bare_short")}
+    rl_added = (per_step("rlaudit") or 0) - (bases["cartpole"] or 0)
+    for v, rows in results.items():
+        group = "vec8" if v.startswith("vec8") else "img" if v.startswith("img") else "short" if v in ("rewardscope", "bare_short") else "cartpole"
+        base = bases[group] if v != "minari" else bases["cartpole"]
+        us = per_step(v)
+        added = us - base if base is not None else float("nan")
+        ratio = added / rl_added if rl_added > 0 and not v.startswith(("vec8", "img", "bare")) else float("nan")
+        rss = _median(rows, "rss_peak_mib")
+        base_rows = rss_base[group] if v != "minari" else rss_base["cartpole"]
+        rss_above = rss - _median(base_rows, "rss_peak_mib") if base_rows else float("nan")
+        bps = _median(rows, "bytes") / rows[0]["steps"]
+        foreign = ", ".join(str(r["foreign_cores"]) for r in rows)
+        lines.append(f"| {v} | {rows[0]['steps']:,} × {len(rows)} | {us:.2f} | {added:.2f} | {ratio:.1f} | {bps:.1f} | {rss:.0f} | {rss_above:.1f} | {foreign} |")
+    if "floor" in results and "rlaudit" in results:
+        floor_added = per_step("floor") - bases["cartpole"]
+        lines.append("")
+        lines.append(f"rlaudit wrapper added {rl_added:.2f} µs/step; floor added {floor_added:.2f} µs/step; ratio {rl_added / floor_added:.2f}")
+        lines.append(f"torch imported by the recorder: {any(r['torch_imported'] for r in results['rlaudit'])}")
+    if flat:
+        rates = flat["tenths_steps_per_s"]
+        lines.append(f"flat: {flat['steps']:,} steps; first tenth {rates[0]:,.0f} steps/s, last tenth {rates[-1]:,.0f} steps/s "
+                     f"({(rates[-1] / rates[0] - 1) * 100:+.1f} %); all tenths: {', '.join(f'{r:,.0f}' for r in rates)}; "
+                     f"bytes/step {flat['bytes'] / flat['steps']:.1f}; peak RSS {flat['rss_peak_mib']:.0f} MiB")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
