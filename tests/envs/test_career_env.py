@@ -176,6 +176,21 @@ def test_step_info_keys_and_termination_reasons():
     assert info["job_switches"] == 200 and info["tenure"] == 0 and info["action_taken"] == "SWITCH"
 
 
+@pytest.mark.parametrize("reward", list_rewards())
+def test_info_values_are_plain_python_scalars_with_stable_keys(reward):
+    env = CareerEnv(reward=reward)
+    _, info = env.reset(seed=1)
+    assert all(type(v) in (float, int) for v in info.values())
+    keys = None
+    for action in [1, 0] * 100:
+        _, _, terminated, truncated, info = env.step(action)
+        assert all(type(v) in (float, int, str) for v in info.values()), info
+        assert keys is None or list(info) == keys
+        keys = list(info)
+        if terminated or truncated:
+            break
+
+
 def test_burnout_wins_when_both_flags_are_set():
     env = CareerEnv(params={"max_steps": 1, "initial_burnout": 0.99})
     env.reset(seed=0)
