@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from unittest import mock
 
 import duckdb
 import numpy as np
@@ -11,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rlaudit import Recorder
+from rlaudit.recorder import writer
 from rlaudit.schema import MANIFEST_KEY, manifest_from_metadata
 
 floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
@@ -45,10 +47,17 @@ def _expected_info_type(values):
     return float
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(steps=st.lists(step_strategy, min_size=1, max_size=40), flush=st.integers(1, 7), reset_seed=st.integers(0, 2**31))
-def test_rows_round_trip(tmp_path_factory, steps, flush, reset_seed):
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(step_strategy, min_size=1, max_size=40), flush=st.integers(1, 7), reset_seed=st.integers(0, 2**31),
+       concat=st.booleans())
+def test_rows_round_trip(tmp_path_factory, steps, flush, reset_seed, concat):
+    """``concat`` forces the byte-wise join of segments (normally only for large ones)."""
     store = tmp_path_factory.mktemp("store")
+    with mock.patch.object(writer, "MIN_CONCAT_ROWS", 1 if concat else 10**9):
+        _check_round_trip(store, steps, flush, reset_seed)
+
+
+def _check_round_trip(store, steps, flush, reset_seed):
     first_obs = np.array([0.5, -1.0, 2.0], np.float32)
     with Recorder(store, "r", flush_steps=flush, flush_seconds=3600) as rec:
         rec.reset(first_obs, seed=reset_seed)

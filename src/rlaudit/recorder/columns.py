@@ -81,7 +81,7 @@ class ArrayColumn(_Column):
     def to_arrow(self, n: int) -> pa.Array:
         mask = self._mask(n)
         if not self.shape:
-            return pa.array(self.data[:n], type=self.type, mask=mask)
+            return pa.array(np.ascontiguousarray(self.data[:n]), type=self.type, mask=mask)
         flat = pa.array(self.data[:n].reshape(-1))
         return pa.FixedSizeListArray.from_arrays(
             flat, self.size, mask=None if mask is None else pa.array(mask)

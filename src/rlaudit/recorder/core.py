@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from rlaudit import __version__, schema
 from rlaudit.errors import ConfigError, RecorderWarning, RunExistsError, StoreError
-from rlaudit.recorder.columns import make_column, row_bytes, scatter, snapshot, sparse_to_arrow
+from rlaudit.recorder.columns import ArrayColumn, make_column, row_bytes, scatter, snapshot, sparse_to_arrow
 from rlaudit.recorder.writer import final_paths, finalize_run, text_of, write_parquet_atomic, write_parts_manifest
 
 DEFAULT_FLUSH_STEPS = 65536
@@ -42,6 +42,16 @@ _PHASE_DICT = pa.array(list(schema.PHASES), pa.string())
 _POLICY_TYPES = {f.name: f.type for f in schema.POLICY_SCALAR_FIELDS}
 
 _open_recorders: "weakref.WeakSet[Recorder]" = weakref.WeakSet()
+_perf_counter = time.perf_counter
+
+# The scalar columns of a step, written with one structured-row assignment.
+_ROW_FIELDS = [
+    ("env_index", np.int32), ("episode", np.int64), ("t", np.int32), ("global_step", np.int64),
+    ("phase", np.int8), ("wall_time", np.float64), ("reward", np.float64),
+    ("terminated", np.bool_), ("truncated", np.bool_),
+]
+_ROW_DTYPE = np.dtype(_ROW_FIELDS)
+_ROW_DTYPE_WITH_ACTION = np.dtype(_ROW_FIELDS + [("action", np.int64)])
 
 
 class _Sparse:
@@ -356,17 +366,13 @@ class Recorder:
         cap = max(cap, len(self._envs))
         self._capacity = cap
         self._obs = make_column(self._obs_spec, cap)
+        # plain numeric observations are written with one numpy assignment, no method call
+        self._obs_direct = self._obs.data if type(self._obs) is ArrayColumn else None
         self._action = make_column(self._act_spec, cap)
-        self._env_index = np.zeros(cap, np.int32)
-        self._episode = np.zeros(cap, np.int64)
-        self._t = np.zeros(cap, np.int32)
-        self._global_step = np.zeros(cap, np.int64)
-        self._phase = np.zeros(cap, np.int8)
-        self._wall = np.zeros(cap, np.float64)
-        self._reward = np.zeros(cap, np.float64)
-        self._terminated = np.zeros(cap, np.bool_)
-        self._truncated = np.zeros(cap, np.bool_)
-        self._run_id_index = np.zeros(cap, np.int32)
+        self._action_in_row = self._act_spec["type"] == "Discrete"
+        self._rows = np.zeros(cap, dtype=_ROW_DTYPE_WITH_ACTION if self._action_in_row else _ROW_DTYPE)
+        if self._action_in_row:
+            self._action.data = self._rows["action"]  # a Discrete action is one more field of the row
         self._new_segment_state()
         self._manifest["spaces"] = {"observation": self._obs_spec, "action": self._act_spec}
 
@@ -485,87 +491,108 @@ class Recorder:
             self._drop("step after close")
             return
         try:
-            self._record(action, next_obs, reward, terminated, truncated, info, env_index,
-                         logp, entropy, value, q, policy_version, reward_terms)
+            if not self._capacity and not self._first_step(action, next_obs):
+                return
+            envs = self._envs
+            if env_index == 0 and self._single and envs:
+                st = envs[0]
+            else:
+                st = self._env(env_index)
+            i = self._n
+            if not st.has_obs:
+                self._obs_missing(st, i)
+            elif not self._single:
+                self._obs.copy_row(i, self._staging, env_index)
+                if env_index in self._bad_staged:
+                    self._obs.set_null(i)
+            now = _perf_counter()
+            try:  # one structured-row write for all scalar columns
+                if self._action_in_row:
+                    self._rows[i] = (env_index, st.episode, st.t, self.global_step, self._phase_code,
+                                     now - self._t0, reward, terminated, truncated, action)
+                else:
+                    self._rows[i] = (env_index, st.episode, st.t, self.global_step, self._phase_code,
+                                     now - self._t0, reward, terminated, truncated)
+                    self._action.set(i, action)
+            except Exception:
+                self._write_row_checked(i, st, env_index, now, action, reward, terminated, truncated)
+            if st.seed is not None:
+                self._reset_seed.add(i, st.seed)
+                st.seed = None
+            if info:
+                self._add_info(i, info)
+            if self.component_fns:
+                self._add_components(i, self._obs_value(i), action, info or {})
+            if reward_terms:
+                for name, v in reward_terms.items():
+                    self._add_term(i, str(name), v)
+            if logp is not None or entropy is not None or value is not None or policy_version is not None:
+                self._add_policy(i, logp, entropy, value, policy_version)
+            if q is not None:
+                self._q.add(i, np.asarray(q, dtype=np.float32).reshape(-1))
+            done = bool(terminated or truncated)
+            if done:
+                self._final_obs.add(i, snapshot(next_obs))
+                self._episodes_done += 1
+            self._n = i + 1
+            st.t += 1
+            self.global_step += 1
+            st.done = done
+            st.has_obs = False
+            if self._n >= self._capacity or now >= self._next_flush:
+                self._flush()
+            if not done:
+                direct = self._obs_direct
+                if direct is not None and self._single:
+                    try:
+                        direct[self._n] = next_obs  # written straight into the next row
+                    except Exception:
+                        self._stage_obs(env_index, next_obs)
+                else:
+                    self._stage_obs(env_index, next_obs)
+                st.has_obs = True
         except Exception as exc:
             self._drop(f"step: {type(exc).__name__}: {exc}")
 
-    def _record(self, action, next_obs, reward, terminated, truncated, info, env_index,
-                logp, entropy, value, q, policy_version, reward_terms) -> None:
-        if not self._capacity:
+    def _first_step(self, action: Any, next_obs: Any) -> bool:
+        """Create the buffers at the first step; False if nothing can be recorded."""
+        if self._act_spec is None:
+            self._act_spec = schema.infer_spec(action)
             if self._act_spec is None:
-                self._act_spec = schema.infer_spec(action)
-                if self._act_spec is None:
-                    self._act_spec = {"type": "Box", "shape": [1], "dtype": "float32"}
-                    self._drop(f"action: unsupported action type {type(action).__name__}")
-            if self._obs_spec is None and not self._ensure_obs_spec(next_obs):
-                return
-            self._allocate()
-            if self._pending_first is not None and self._single:
-                self._stage_obs(0, self._pending_first[1])
-                self._pending_first = None
-        st = self._envs[env_index] if env_index < len(self._envs) and (env_index == 0 or not self._single) else self._env(env_index)
-        i = self._n
-        if st.done or not st.has_obs:
-            # a step with no reset before it: a new episode whose first obs is unknown
-            self._drop("step without a reset before it: observation unknown (recorded as null)")
-            st.episode += 1
-            st.t = 0
-            st.done = False
-            self._obs.set_null(i)
-        elif not self._single:
-            self._obs.copy_row(i, self._staging, env_index)
-            if env_index in self._bad_staged:
-                self._obs.set_null(i)
+                self._act_spec = {"type": "Box", "shape": [1], "dtype": "float32"}
+                self._drop(f"action: unsupported action type {type(action).__name__}")
+        if self._obs_spec is None and not self._ensure_obs_spec(next_obs):
+            return False
+        self._allocate()
+        if self._pending_first is not None and self._single:
+            self._stage_obs(0, self._pending_first[1])
+            self._pending_first = None
+        return True
+
+    def _obs_missing(self, st: _EnvState, i: int) -> None:
+        """A step with no reset before it: a new episode whose first obs is unknown."""
+        self._drop("step without a reset before it: observation unknown (recorded as null)")
+        st.episode += 1
+        st.t = 0
+        st.done = False
+        self._obs.set_null(i)
+
+    def _write_row_checked(self, i, st, env_index, now, action, reward, terminated, truncated) -> None:
+        """Field by field: a value that does not fit becomes NaN / null and is counted."""
+        row = self._rows
+        row[i] = (env_index, st.episode, st.t, self.global_step, self._phase_code, now - self._t0,
+                  math.nan, bool(terminated), bool(truncated)) + ((0,) if self._action_in_row else ())
+        try:
+            row["reward"][i] = reward
+        except (TypeError, ValueError, OverflowError):
+            self._drop(f"reward: {type(reward).__name__} is not a number (recorded as NaN)")
         try:
             self._action.set(i, action)
         except Exception as exc:
             self._action.set_null(i)
             self._drop(f"action: {type(exc).__name__}: {exc}")
-        try:
-            self._reward[i] = reward
-        except (TypeError, ValueError):
-            self._reward[i] = math.nan
-            self._drop(f"reward: {type(reward).__name__} is not a number (recorded as NaN)")
-        self._terminated[i] = terminated
-        self._truncated[i] = truncated
-        self._env_index[i] = env_index
-        self._episode[i] = st.episode
-        self._t[i] = st.t
-        self._global_step[i] = self.global_step
-        self._phase[i] = self._phase_code
-        now = time.perf_counter()
-        self._wall[i] = now - self._t0
-        if st.seed is not None:
-            self._reset_seed.add(i, st.seed)
-            st.seed = None
-        if info:
-            self._add_info(i, info)
-        if self.component_fns:
-            self._add_components(i, self._obs_value(i, env_index), action, info or {})
-        if reward_terms:
-            for name, v in reward_terms.items():
-                self._add_term(i, str(name), v)
-        if logp is not None or entropy is not None or value is not None or policy_version is not None:
-            self._add_policy(i, logp, entropy, value, policy_version)
-        if q is not None:
-            self._q.add(i, np.asarray(q, dtype=np.float32).reshape(-1))
-        done = bool(terminated) or bool(truncated)
-        if done:
-            self._final_obs.add(i, snapshot(next_obs))
-            self._episodes_done += 1
-        self._n = i + 1
-        st.t += 1
-        self.global_step += 1
-        st.done = done
-        st.has_obs = False
-        if self._n >= self._capacity or now >= self._next_flush:
-            self._flush()
-        if not done:
-            self._stage_obs(env_index, next_obs)
-            st.has_obs = True
 
-    def _obs_value(self, i: int, env_index: int) -> Any:
+    def _obs_value(self, i: int) -> Any:
         """The observation of row ``i`` as numpy, for component functions."""
         col = self._obs
         if hasattr(col, "children"):
@@ -691,16 +718,17 @@ class Recorder:
             sl = slice(i, i + k)
             self._obs.gather(i, self._staging, idx)
             self._action.set_rows(i, actions, idx)
-            self._reward[sl] = rewards[idx]
-            self._terminated[sl] = terminations[idx]
-            self._truncated[sl] = truncations[idx]
-            self._env_index[sl] = idx
-            self._episode[sl] = [envs[e].episode for e in idx]
-            self._t[sl] = [envs[e].t for e in idx]
-            self._global_step[sl] = self.global_step
-            self._phase[sl] = self._phase_code
-            now = time.perf_counter()
-            self._wall[sl] = now - self._t0
+            rows = self._rows
+            rows["reward"][sl] = rewards[idx]
+            rows["terminated"][sl] = terminations[idx]
+            rows["truncated"][sl] = truncations[idx]
+            rows["env_index"][sl] = idx
+            rows["episode"][sl] = [envs[e].episode for e in idx]
+            rows["t"][sl] = [envs[e].t for e in idx]
+            rows["global_step"][sl] = self.global_step
+            rows["phase"][sl] = self._phase_code
+            now = _perf_counter()
+            rows["wall_time"][sl] = now - self._t0
             for j, e in enumerate(idx):
                 st = envs[e]
                 if st.seed is not None:
@@ -870,21 +898,24 @@ class Recorder:
     # -- flushing -------------------------------------------------------------------
 
     def _segment_table(self, n: int) -> pa.Table:
-        run_dict = pa.DictionaryArray.from_arrays(pa.array(self._run_id_index[:n]), pa.array([self.run_id]))
-        phase = pa.DictionaryArray.from_arrays(pa.array(self._phase[:n]), _PHASE_DICT)
+        rows = self._rows[:n]
+
+        def col(name: str) -> pa.Array:
+            return pa.array(np.ascontiguousarray(rows[name]))
+
         cols: dict[str, pa.Array] = {
-            "run_id": run_dict,
-            "env_index": pa.array(self._env_index[:n]),
-            "episode": pa.array(self._episode[:n]),
-            "t": pa.array(self._t[:n]),
-            "global_step": pa.array(self._global_step[:n]),
-            "phase": phase,
-            "wall_time": pa.array(self._wall[:n]),
+            "run_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([self.run_id])),
+            "env_index": col("env_index"),
+            "episode": col("episode"),
+            "t": col("t"),
+            "global_step": col("global_step"),
+            "phase": pa.DictionaryArray.from_arrays(col("phase"), _PHASE_DICT),
+            "wall_time": col("wall_time"),
             "obs": self._obs.to_arrow(n),
             "action": self._action.to_arrow(n),
-            "reward": pa.array(self._reward[:n]),
-            "terminated": pa.array(self._terminated[:n]),
-            "truncated": pa.array(self._truncated[:n]),
+            "reward": col("reward"),
+            "terminated": col("terminated"),
+            "truncated": col("truncated"),
             "final_obs": self._final_obs_array(n),
             "reset_seed": self._reset_seed.to_arrow(n, pa.int64()),
         }

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from rlaudit import schema
 from rlaudit.errors import SchemaError, StoreError
+from rlaudit.recorder.concat import NotConcatenable, concat_segments
 
 # ---------------------------------------------------------------------------
 # Atomic writes
@@ -197,44 +198,67 @@ def final_paths(store: Path, run_id: str) -> tuple[Path, Path, Path]:
     )
 
 
-def read_segments(paths: list[Path]) -> tuple[list[pq.ParquetFile], list[tuple[Path, str]]]:
+def read_segments(paths: list[Path]) -> tuple[list[tuple[Path, pq.ParquetFile]], list[tuple[Path, str]]]:
     """Open every readable segment; unreadable ones (cut by a kill) are listed."""
     files, bad = [], []
     for p in paths:
         try:
-            files.append(pq.ParquetFile(p))
+            files.append((p, pq.ParquetFile(p)))
         except Exception as exc:  # a truncated segment: report, keep the rest
             bad.append((p, str(exc)))
     return files, bad
 
 
-def _merge(files: list[pq.ParquetFile], out: Path, metadata: dict[bytes, bytes], row_group_rows: int) -> int:
-    """Concatenate segment files into ``out`` (atomic); returns rows written."""
-    target = unify_schemas(f.schema_arrow for f in files)
-    target = target.with_metadata(metadata)
+#: Segments this large on average are joined byte-wise; smaller ones are
+#: re-encoded so the final file does not keep many tiny row groups.
+MIN_CONCAT_ROWS = 4096
+
+
+def _merge(segments: list[tuple[Path, pq.ParquetFile]], out: Path, metadata: dict[bytes, bytes], row_group_rows: int) -> int:
+    """Join segment files into ``out`` (atomic); returns rows written.
+
+    Segments with one schema are concatenated without decoding
+    (``concat.py``); otherwise every segment is read, brought to the union
+    schema and written again.
+    """
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    rows = 0
+    files = [f for _, f in segments]
+    joined = False
     try:
-        with pq.ParquetWriter(tmp, target, **write_options(target)) as writer:
-            pending: list[pa.Table] = []
-            pending_rows = 0
-            for f in files:
-                t = conform(f.read(use_threads=False), target)  # threads cost memory, not time, here
-                pending.append(t)
-                pending_rows += t.num_rows
-                if pending_rows >= row_group_rows:
-                    writer.write_table(pa.concat_tables(pending), row_group_size=max(pending_rows, 1))
-                    rows += pending_rows
-                    pending, pending_rows = [], 0
-            if pending_rows:
-                writer.write_table(pa.concat_tables(pending), row_group_size=pending_rows)
-                rows += pending_rows
+        if sum(f.metadata.num_rows for f in files) >= MIN_CONCAT_ROWS * len(files):
+            try:
+                rows = concat_segments([p for p, _ in segments], tmp, metadata)
+                joined = True
+            except NotConcatenable:
+                pass
+        if not joined:
+            rows = _rewrite(files, tmp, metadata, row_group_rows)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, out)
     finally:
         if tmp.exists():
             tmp.unlink()
+    return rows
+
+
+def _rewrite(files: list[pq.ParquetFile], tmp: Path, metadata: dict[bytes, bytes], row_group_rows: int) -> int:
+    target = unify_schemas(f.schema_arrow for f in files).with_metadata(metadata)
+    rows = 0
+    with pq.ParquetWriter(tmp, target, **write_options(target)) as writer:
+        pending: list[pa.Table] = []
+        pending_rows = 0
+        for f in files:
+            t = conform(f.read(use_threads=False), target)  # threads cost memory, not time, here
+            pending.append(t)
+            pending_rows += t.num_rows
+            if pending_rows >= row_group_rows:
+                writer.write_table(pa.concat_tables(pending), row_group_size=max(pending_rows, 1))
+                rows += pending_rows
+                pending, pending_rows = [], 0
+        if pending_rows:
+            writer.write_table(pa.concat_tables(pending), row_group_size=pending_rows)
+            rows += pending_rows
     return rows
 
 
@@ -265,14 +289,16 @@ def finalize_run(parts_dir: Path, status: str, updates: dict[str, Any] | None = 
 
     step_files, bad_steps = read_segments(sorted(parts_dir.glob(schema.STEP_SEGMENT_GLOB)))
     metric_files, bad_metrics = read_segments(sorted(parts_dir.glob(schema.METRICS_SEGMENT_GLOB)))
-    steps = sum(f.metadata.num_rows for f in step_files)
-    episodes = sum(_ended_rows(f) for f in step_files)
+    steps = sum(f.metadata.num_rows for _, f in step_files)
+    episodes = (updates or {}).get("counts", {}).get("episodes")
+    if episodes is None:  # a recovered run: count the episodes the data holds
+        episodes = sum(_ended_rows(f) for _, f in step_files)
     manifest["status"] = status
     manifest.setdefault("counts", {})
     manifest["counts"]["steps"] = steps
     manifest["counts"]["episodes"] = episodes
     manifest["counts"]["segments"] = len(step_files)
-    manifest["counts"]["metrics"] = sum(f.metadata.num_rows for f in metric_files)
+    manifest["counts"]["metrics"] = sum(f.metadata.num_rows for _, f in metric_files)
     if bad_steps or bad_metrics:
         manifest["unreadable_segments"] = sorted(p.name for p, _ in bad_steps + bad_metrics)
     manifest.pop("pid", None)
