@@ -68,7 +68,7 @@ def _print_table(headers: list[str], rows: list[list[str]]) -> None:
 @click.argument("paths", nargs=-1, required=True)
 def runs_command(paths):
     """List the runs in PATHS (files, directories, globs, .parts folders)."""
-    from rlaudit.recorder.store_files import list_runs
+    from rlaudit.layout import list_runs
 
     infos, problems = list_runs(paths)
     for problem in problems:
@@ -100,7 +100,7 @@ def recover_command(paths):
 
     Runs whose recording process is still alive are left alone.
     """
-    from rlaudit.recorder.store_files import recover_runs
+    from rlaudit.recorder.recover import recover_runs
 
     recovered, skipped = recover_runs(paths)
     for run_id, reason in skipped:
@@ -427,6 +427,188 @@ def detectors_command(names, presets):
 
 
 # --- training commands ----------------------------------------------------
+
+
+def _key_values(pairs: tuple[str, ...], what: str) -> dict:
+    """Parse KEY=VALUE options; VALUE is read as JSON (numbers, true, [64, 64]) or else text."""
+    import json
+
+    from rlaudit.errors import ConfigError
+
+    out = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{what} must look like KEY=VALUE (e.g. learning_rate=0.001); found {pair!r}")
+        try:
+            out[key] = json.loads(text)
+        except ValueError:
+            out[key] = text
+    return out
+
+
+def _train_protocol(ctx, protocol_file, options: dict):
+    """The protocol from --protocol (JSON) with the options given on the command line on top."""
+    import json
+
+    from click.core import ParameterSource
+
+    from rlaudit.agents.experiments import ExperimentProtocol
+    from rlaudit.errors import ConfigError
+
+    values: dict = {}
+    if protocol_file is not None:
+        try:
+            with open(protocol_file, encoding="utf-8") as fh:
+                values = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--protocol {protocol_file}: expected a JSON protocol file ({exc})") from None
+        if isinstance(values, dict) and isinstance(values.get("protocol"), dict):
+            values = values["protocol"]  # a run manifest or an ExperimentResult dump
+        if not isinstance(values, dict):
+            raise ConfigError(f"--protocol {protocol_file}: expected a JSON object of protocol fields")
+    for name, value in options.items():
+        if protocol_file is None or ctx.get_parameter_source(name) is not ParameterSource.DEFAULT:
+            values[name] = value
+    if ctx.get_parameter_source("steps") is not ParameterSource.DEFAULT and options.get("steps") is not None:
+        if ctx.get_parameter_source("episodes") is ParameterSource.DEFAULT:
+            values["episodes"] = None
+    for key, opt in (("agent_params", "agent_param"), ("reward_params", "reward_param"), ("env_params", "env_param")):
+        given = values.pop(opt, ())
+        if given:
+            values[key] = {**values.get(key, {}), **_key_values(given, f"--{opt.replace('_', '-')}")}
+    if values.get("name") is None:
+        values.pop("name", None)
+    return ExperimentProtocol.from_dict(values)
+
+
+class _Progress:
+    """Progress bar on stderr: training episodes (or steps), last return, last evaluation, elapsed."""
+
+    def __init__(self, protocol):
+        self.by_steps = protocol.episodes is None
+        total = protocol.steps if self.by_steps else protocol.episodes
+        self.last_return = None
+        self.last_eval = None
+        self.elapsed = 0.0
+        self.done = 0
+        self.bar = click.progressbar(
+            length=total,
+            label=protocol.run_id,
+            file=sys.stderr,
+            show_eta=False,
+            item_show_func=self._describe,
+        )
+
+    def _describe(self, _item=None):
+        parts = []
+        if self.last_return is not None:
+            parts.append(f"return {self.last_return:8.2f}")
+        if self.last_eval is not None:
+            parts.append(f"eval {self.last_eval:8.2f}")
+        parts.append(f"{self.elapsed:5.0f}s")
+        return "  ".join(parts)
+
+    def __call__(self, report):
+        self.elapsed = report.elapsed
+        if report.phase == "eval":
+            self.last_eval = report.ret
+            self.bar.update(0, report)
+            return
+        self.last_return = report.ret
+        now = report.train_steps if self.by_steps else report.episode
+        step = min(now, self.bar.length) - self.done
+        self.done += step
+        self.bar.update(step, report)
+
+
+@main.command("train")
+@click.option("--agent", default="ppo", show_default=True, help="dqn, ppo or a heuristic (always_switch, random, ...).")
+@click.option("--reward", default="short_term_v1", show_default=True, help="Reward name from the registry.")
+@click.option("--regime", default="stable", show_default=True, help="Market regime: stable, boom, recession, volatile.")
+@click.option("--episodes", type=int, default=100, show_default=True, help="Training episodes.")
+@click.option("--steps", type=int, default=None, help="Training steps instead of episodes (the episode in progress is finished).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Root seed of the run.")
+@click.option("--store", default="runs", show_default=True, type=click.Path(file_okay=False), help="Store folder.")
+@click.option("--eval-interval", "eval_interval", type=int, default=20, show_default=True,
+              help="Training episodes between greedy evaluations (0: only after training).")
+@click.option("--eval-episodes", "eval_episodes", type=int, default=10, show_default=True,
+              help="Greedy episodes per evaluation (0: none).")
+@click.option("--agent-param", "-p", "agent_param", multiple=True, metavar="KEY=VALUE",
+              help="Agent hyper-parameter, e.g. -p learning_rate=0.0005 -p hidden_sizes=[128,128].")
+@click.option("--reward-param", "reward_param", multiple=True, metavar="KEY=VALUE",
+              help="Reward parameter, e.g. --reward-param burnout_weight=0.")
+@click.option("--env-param", "env_param", multiple=True, metavar="KEY=VALUE",
+              help="Environment parameter (wins over the regime), e.g. --env-param burnout_rate=0.2.")
+@click.option("--run-id", "name", default=None, help="Run id (default <agent>-<reward>-<regime>-s<seed>).")
+@click.option("--protocol", "protocol_file", type=click.Path(dir_okay=False), default=None,
+              help="JSON protocol (or a result/manifest holding one); options given explicitly win.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of text.")
+@click.pass_context
+def train_command(ctx, agent, reward, regime, episodes, steps, seed, store, eval_interval, eval_episodes,
+                  agent_param, reward_param, env_param, name, protocol_file, as_json):
+    """Train an agent on the career env and record every step into STORE.
+
+    \b
+    Example:
+      rlaudit train --agent ppo --reward short_term_v1 --regime stable --episodes 300 --seed 0 --store runs/
+
+    An existing run id is never overwritten: pick another --run-id or --seed.
+    """
+    import json
+
+    from rlaudit.agents.experiments import run_experiment
+
+    options = {
+        "agent": agent, "reward": reward, "regime": regime, "episodes": episodes, "steps": steps,
+        "seed": seed, "eval_interval": eval_interval, "eval_episodes": eval_episodes,
+        "agent_param": agent_param, "reward_param": reward_param, "env_param": env_param, "name": name,
+    }
+    protocol = _train_protocol(ctx, protocol_file, options)
+    progress = _Progress(protocol)
+    with progress.bar:
+        result = run_experiment(protocol, store, progress=progress)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    click.echo(f"run id: {result.run_id}")
+    click.echo(result.summary())
+
+
+@main.command("demo")
+@click.option("--store", default="rlaudit-demo", show_default=True, type=click.Path(file_okay=False),
+              help="Store folder for the demo runs.")
+@click.option("--quick", is_flag=True, help="One seed and a few episodes per run (seconds, for a smoke test).")
+@click.option("--workers", type=int, default=None, help="Runs recorded in parallel (default: 2, one per core).")
+def demo_command(store, quick, workers):
+    """Train and record the demo set on the career env.
+
+    PPO and DQN (3 seeds), seven heuristic baselines, always_switch in a
+    recession, and a reward-hacking DQN paid for salary only (burnout is its
+    auditor column). Runs already in STORE are kept and skipped.
+    """
+    from rlaudit.agents.demo import demo_protocols, run_demo
+
+    planned = demo_protocols(quick=quick)
+    bar = click.progressbar(length=len(planned), label="demo runs", file=sys.stderr, show_eta=False,
+                            item_show_func=lambda item: item or "")
+
+    def on_done(run_id, result, reason):
+        bar.update(1, run_id if reason is None else f"{run_id} (skipped)")
+
+    with bar:
+        summary = run_demo(store, quick=quick, workers=workers, on_done=on_done)
+    rows = []
+    for r in summary.results:
+        p = r.protocol
+        final = "-" if r.final_eval_mean is None else f"{r.final_eval_mean:.2f}"
+        rows.append([r.run_id, p.agent, p.reward, p.regime, final, f"{r.total_steps:,}", f"{r.wall_time:.1f}s"])
+    if rows:
+        _print_table(["run_id", "agent", "reward", "regime", "final_eval", "steps", "time"], rows)
+    for run_id, reason in summary.skipped:
+        click.echo(f"skipped {run_id}: {reason}")
+    click.echo(f"recorded {len(summary.results)} runs into {summary.store}"
+               + (f" ({len(summary.skipped)} skipped)" if summary.skipped else ""))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -165,7 +165,9 @@ def test_phase_switches_per_row(tmp_path):
     env.reset(seed=0)
     for k in range(20):
         env.phase = "eval" if k >= 10 else "train"
-        env.step(0)
+        _, _, te, tr, _ = env.step(k % 2)
+        if te or tr:
+            env.reset()
     env.close()
     phases = pq.read_table(tmp_path / "phases.parquet", columns=["phase"]).column("phase").to_pylist()
     assert phases[:10] == ["train"] * 10 and phases[10:] == ["eval"] * 10

@@ -66,7 +66,7 @@ class Discovery:
 
 def _expand(paths: list[str]) -> tuple[list[Path], list[Problem]]:
     """Step files and parts folders under ``paths`` (the recorder's discovery rules)."""
-    from rlaudit.recorder.store_files import discover as discover_files
+    from rlaudit.layout import discover as discover_files
 
     files, parts = discover_files(paths)
     problems = []
@@ -257,7 +257,7 @@ def _from_parts(folder: Path, problems: list[Problem]) -> RunSource | None:
 
 def _parts_status(manifest: dict[str, Any]) -> str:
     """in_progress while the recording process lives, crashed once it is gone."""
-    from rlaudit.recorder.store_files import parts_status
+    from rlaudit.layout import parts_status
 
     return parts_status(manifest)
 

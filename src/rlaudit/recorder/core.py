@@ -31,7 +31,8 @@ import pyarrow as pa
 from rlaudit import __version__, schema
 from rlaudit.errors import ConfigError, RecorderWarning, RunExistsError, StoreError
 from rlaudit.recorder.columns import ArrayColumn, make_column, row_bytes, scatter, snapshot, sparse_to_arrow
-from rlaudit.recorder.writer import final_paths, finalize_run, text_of, write_parquet_atomic, write_parts_manifest
+from rlaudit.layout import final_paths
+from rlaudit.recorder.writer import finalize_run, text_of, write_parquet_atomic, write_parts_manifest
 
 DEFAULT_FLUSH_STEPS = 65536
 DEFAULT_FLUSH_SECONDS = 30.0

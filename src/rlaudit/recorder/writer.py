@@ -6,7 +6,6 @@ Everything here touches the disk; the per-step buffering lives in ``core``.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -18,6 +17,7 @@ import pyarrow.parquet as pq
 
 from rlaudit import schema
 from rlaudit.errors import SchemaError, StoreError
+from rlaudit.layout import final_paths, read_parts_manifest
 from rlaudit.recorder.concat import NotConcatenable, concat_segments
 
 # ---------------------------------------------------------------------------
@@ -46,16 +46,6 @@ def write_json_atomic(path: Path, text: str, fsync: bool = False) -> None:
             fh.flush()
             os.fsync(fh.fileno())
     os.replace(tmp, path)
-
-
-def read_parts_manifest(parts_dir: Path) -> dict[str, Any]:
-    path = parts_dir / schema.PARTS_MANIFEST
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SchemaError(f"{parts_dir}: no {schema.PARTS_MANIFEST}; expected a folder written by the rlaudit recorder") from None
-    except (OSError, ValueError) as exc:
-        raise SchemaError(f"{path}: unreadable manifest ({exc}); expected JSON written by the rlaudit recorder") from None
 
 
 def write_parts_manifest(parts_dir: Path, manifest: dict[str, Any]) -> None:
@@ -188,14 +178,6 @@ def conform(table: pa.Table, target: pa.Schema) -> pa.Table:
 # ---------------------------------------------------------------------------
 # Merge parts into the final files
 # ---------------------------------------------------------------------------
-
-
-def final_paths(store: Path, run_id: str) -> tuple[Path, Path, Path]:
-    return (
-        store / f"{run_id}{schema.STEPS_SUFFIX}",
-        store / f"{run_id}{schema.METRICS_SUFFIX}",
-        store / f"{run_id}{schema.PARTS_SUFFIX}",
-    )
 
 
 def read_segments(paths: list[Path]) -> tuple[list[tuple[Path, pq.ParquetFile]], list[tuple[Path, str]]]:

@@ -1,11 +1,13 @@
-"""Finding runs in a store: finished files, unfinished parts folders, their manifests.
+"""Where runs live in a store, and how to read their manifests (read-only).
 
-Shared by ``rlaudit runs``, ``rlaudit recover`` and the analyser.
+Shared by the recorder (``rlaudit runs``, ``rlaudit recover``) and the
+analyser; it depends only on ``schema`` and ``errors``.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import socket
 from dataclasses import dataclass, field
@@ -16,7 +18,6 @@ import pyarrow.parquet as pq
 
 from rlaudit import schema
 from rlaudit.errors import SchemaError, StoreError
-from rlaudit.recorder.writer import finalize_run, final_paths, read_parts_manifest
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def file_manifest(path: Path) -> dict[str, Any]:
     try:
         meta = pq.read_schema(path).metadata
     except Exception as exc:
-        raise SchemaError(f"{path}: not a readable Parquet file ({_short(exc)}); it may be truncated or corrupt") from None
+        raise SchemaError(f"{path}: not a readable Parquet file ({short_reason(exc)}); it may be truncated or corrupt") from None
     manifest = schema.manifest_from_metadata(meta)
     if manifest is None:
         raise SchemaError(f"{path}: a Parquet file without an rlaudit manifest; expected a run file written by rlaudit")
@@ -117,7 +118,7 @@ def _check_version(path: Path, manifest: dict[str, Any]) -> None:
         )
 
 
-def _short(exc: Exception) -> str:
+def short_reason(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:200]
 
@@ -194,34 +195,24 @@ def list_runs(paths: Iterable[str | os.PathLike]) -> tuple[list[RunInfo], list[s
         except SchemaError as exc:
             problems.append(str(exc))
         except OSError as exc:
-            problems.append(f"{p}: {_short(exc)}")
+            problems.append(f"{p}: {short_reason(exc)}")
     infos.sort(key=lambda i: i.run_id)
     return infos, problems
 
 
-def recover_runs(paths: Iterable[str | os.PathLike]) -> tuple[list[tuple[Path, int]], list[tuple[str, str]]]:
-    """Finalise the parts folders of crashed runs; live runs are left alone."""
-    _, parts = discover(paths)
-    recovered: list[tuple[Path, int]] = []
-    skipped: list[tuple[str, str]] = []
-    for p in parts:
-        try:
-            manifest = read_parts_manifest(p)
-        except SchemaError as exc:
-            skipped.append((p.name, str(exc)))
-            continue
-        alive = process_alive(manifest)
-        if alive:
-            skipped.append((manifest["run_id"], f"still being recorded by process {manifest.get('pid')}"))
-            continue
-        if alive is None:
-            skipped.append((manifest["run_id"], f"recorded on host {manifest['host']['hostname']}; recover it there"))
-            continue
-        steps_path = final_paths(p.parent, manifest["run_id"])[0]
-        try:
-            final = finalize_run(p, schema.STATUS_RECOVERED, {"error": "recording process ended without closing the run"})
-        except Exception as exc:
-            skipped.append((manifest["run_id"], _short(exc)))
-            continue
-        recovered.append((steps_path, int(final["counts"]["steps"])))
-    return recovered, skipped
+def final_paths(store: Path, run_id: str) -> tuple[Path, Path, Path]:
+    return (
+        store / f"{run_id}{schema.STEPS_SUFFIX}",
+        store / f"{run_id}{schema.METRICS_SUFFIX}",
+        store / f"{run_id}{schema.PARTS_SUFFIX}",
+    )
+
+
+def read_parts_manifest(parts_dir: Path) -> dict[str, Any]:
+    path = parts_dir / schema.PARTS_MANIFEST
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SchemaError(f"{parts_dir}: no {schema.PARTS_MANIFEST}; expected a folder written by the rlaudit recorder") from None
+    except (OSError, ValueError) as exc:
+        raise SchemaError(f"{path}: unreadable manifest ({exc}); expected JSON written by the rlaudit recorder") from None
