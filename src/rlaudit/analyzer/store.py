@@ -347,9 +347,7 @@ SELECT run_id, env_index, episode,
        ELSE 'unfinished' END AS termination,
   {seed} AS reset_seed,
   min(global_step) AS first_global_step,
-  max(global_step) AS last_global_step,
-  min(wall_time) AS start_time,
-  max(wall_time) AS end_time
+  max(global_step) AS last_global_step
 FROM steps
 GROUP BY run_id, env_index, episode"""
 
