@@ -12,9 +12,11 @@ import time
 import gymnasium as gym
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 from click.testing import CliRunner
 
 from rlaudit.cli import main
+from rlaudit.schema import manifest_from_metadata
 
 SCRIPT = textwrap.dedent(
     """
@@ -86,3 +88,30 @@ def test_recover_leaves_a_live_run_alone(tmp_path):
     assert "in_progress" in listing.output
     rec.close()
     assert (tmp_path / "live.parquet").exists()
+
+
+@pytest.mark.parametrize("ending", ["sigterm", "exit"])
+def test_sigterm_and_a_forgotten_close_still_finalise_the_run(tmp_path, ending):
+    script = textwrap.dedent(
+        """
+        import sys, time, numpy as np, rlaudit
+        rec = rlaudit.Recorder(sys.argv[1], "r", flush_steps=100)
+        rec.reset(np.zeros(2, np.float32))
+        for k in range(1000):
+            rec.step(0, np.zeros(2, np.float32), 1.0, False, False)
+        print("ready", flush=True)
+        if sys.argv[2] == "sigterm":
+            time.sleep(60)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path), ending], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    if ending == "sigterm":
+        proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode == (-signal.SIGTERM if ending == "sigterm" else 0)
+    table = pq.read_table(tmp_path / "r.parquet")
+    assert table.num_rows == 1000
+    manifest = manifest_from_metadata(table.schema.metadata)
+    assert manifest["status"] == "complete"
+    assert manifest["error"] == ("terminated by SIGTERM" if ending == "sigterm" else "process exited without Recorder.close()")

@@ -1082,10 +1082,10 @@ class Recorder:
         self.close(error=error)
 
 
-def _close_all() -> None:
+def _close_all(reason: str = "process exited without Recorder.close()") -> None:
     for rec in list(_open_recorders):
         try:
-            rec.close(error="process exited without Recorder.close()")
+            rec.close(error=reason)
         except Exception:
             pass
 
@@ -1108,7 +1108,7 @@ def _install_sigterm_handler() -> None:
             return
 
         def _on_sigterm(signum, frame):
-            _close_all()
+            _close_all("terminated by SIGTERM")
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
 
