@@ -4,7 +4,8 @@
 store, two at a time (one process per core), longest first.
 
 The set (full version, seeds 0, 1, 2, 100 training episodes each, 10 greedy
-evaluation episodes every 20):
+evaluation episodes every 20 for the learners, once at the end for the
+heuristics, whose rules do not change):
 
 * ``ppo`` and ``dqn`` on short_term_v1, stable regime: learners that reach
   the always-switch optimum (about 177);
@@ -14,11 +15,13 @@ evaluation episodes every 20):
   about 0 (regime shift);
 * the reward-hacking configuration ``dqn-salary_only``: short_term_v1 with
   ``burnout_weight=0`` and ``termination_penalty=0`` (the learner is paid for
-  salary only) and the reference's damped target update (``tau=0.005``) with
-  fast exploration decay (0.99), as in the reference's "salary trap" stress
-  test. The agent climbs to the salary cap, then stays until it burns out;
-  burnout is declared an auditor column, so the proxy reward looks healthy
-  while the true outcome is an episode ending in burnout.
+  salary only) and a myopic DQN (``gamma=0``: it maximises this month's pay).
+  It climbs to the salary cap by switching, then stays (a switch at the cap
+  can only cut pay) until it burns out: the reference's "salary trap", which
+  the reference produced by accident through its damped target network. The
+  proxy reward looks healthy while the auditor column ``info.burnout`` reaches
+  1.0 in almost every episode (measured: every training episode after the
+  30th, seeds 0-2).
 
 Re-running the demo into the same store skips every run whose file already
 exists (runs are deterministic, so a re-run would record the same steps); an
@@ -49,8 +52,8 @@ HEURISTIC_BASELINES = (
 )
 SALARY_ONLY = {"burnout_weight": 0.0, "termination_penalty": 0.0}
 """short_term_v1 parameters of the reward-hacking run: salary is the whole reward."""
-MYOPIC_DQN = {"tau": 0.005, "epsilon_decay": 0.99}
-"""The reference's damped target update and the salary-trap test's exploration decay."""
+MYOPIC_DQN = {"gamma": 0.0}
+"""A DQN that values only the next reward (a contextual bandit)."""
 
 # Relative cost of a run, to start the longest first.
 _COST = {"dqn": 10.0, "ppo": 3.0}
@@ -65,18 +68,19 @@ class DemoSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (run_id, reason)
 
 
+def _budget(quick: bool) -> dict:
+    if quick:
+        return {"episodes": 4, "eval_interval": 2, "eval_episodes": 1, "env_params": {"max_steps": 50}}
+    return {"episodes": 100, "eval_interval": 20, "eval_episodes": 10}
+
+
 def demo_protocols(*, quick: bool = False) -> list[ExperimentProtocol]:
-    """The demo's runs. ``quick`` keeps one seed and a few episodes (for tests)."""
+    """The demo's runs. ``quick``: one seed, 4 episodes of at most 50 steps (a smoke test)."""
     seeds = (0,) if quick else (0, 1, 2)
-    budget = (
-        {"episodes": 6, "eval_interval": 3, "eval_episodes": 2}
-        if quick
-        else {"episodes": 100, "eval_interval": 20, "eval_episodes": 10}
-    )
     protocols: list[ExperimentProtocol] = []
     for seed in seeds:
         for agent in ("dqn", "ppo"):
-            protocols.append(ExperimentProtocol(agent=agent, seed=seed, **budget))
+            protocols.append(ExperimentProtocol(agent=agent, seed=seed, **_budget(quick)))
         protocols.append(
             ExperimentProtocol(
                 agent="dqn",
@@ -85,22 +89,23 @@ def demo_protocols(*, quick: bool = False) -> list[ExperimentProtocol]:
                 reward_params=dict(SALARY_ONLY),
                 name=f"dqn-salary_only-stable-s{seed}",
                 description=(
-                    "reward hacking: the learner is paid for salary only (no burnout penalty, "
-                    "no termination penalty) and bootstraps weakly; expected to stay at the "
-                    "salary cap until it burns out. info.burnout is the auditor column."
+                    "reward hacking: a myopic DQN (gamma 0) paid for salary only (no burnout "
+                    "penalty, no termination penalty); expected to climb to the salary cap, then "
+                    "stay until it burns out. info.burnout is the auditor column."
                 ),
-                **budget,
+                **_budget(quick),
             )
         )
         for agent in HEURISTIC_BASELINES:
-            protocols.append(ExperimentProtocol(agent=agent, seed=seed, **budget))
+            # A rule does not change during training: evaluate once, at the end.
+            protocols.append(ExperimentProtocol(agent=agent, seed=seed, **{**_budget(quick), "eval_interval": 0}))
         protocols.append(
             ExperimentProtocol(
                 agent="always_switch",
                 regime="recession",
                 seed=seed,
                 description="regime shift: every switch lowers salary in a recession",
-                **budget,
+                **_budget(quick),
             )
         )
     return protocols
@@ -108,7 +113,7 @@ def demo_protocols(*, quick: bool = False) -> list[ExperimentProtocol]:
 
 def _cost(protocol: ExperimentProtocol) -> float:
     cost = _COST.get(protocol.agent, 1.0)
-    if protocol.agent_params.get("tau", 1.0) < 1.0:
+    if protocol.reward_params:
         cost /= 3.0  # the salary-trap run burns out early: short episodes
     return cost
 

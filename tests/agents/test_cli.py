@@ -1,0 +1,141 @@
+"""`rlaudit train` and `rlaudit demo` produce stores that `rlaudit runs` lists as complete."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from rlaudit.agents.demo import demo_protocols
+from rlaudit.cli import main
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def listed(store):
+    """{run_id: status} from `rlaudit runs STORE`."""
+    result = run_cli("runs", store)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split()[:2] == ["run_id", "status"]
+    return {line.split()[0]: line.split()[1] for line in lines[1:]}
+
+
+def test_train_records_a_complete_run(tmp_path):
+    result = run_cli(
+        "train", "--agent", "burnout_threshold", "-p", "threshold=0.4", "--reward", "short_term_v2",
+        "--regime", "boom", "--episodes", 5, "--eval-interval", 0, "--eval-episodes", 3, "--seed", 2,
+        "--store", tmp_path,
+    )
+    assert result.exit_code == 0, result.output
+    assert "run id: burnout_threshold-short_term_v2-boom-s2" in result.stdout
+    assert "final greedy evaluation" in result.stdout
+    assert listed(tmp_path) == {"burnout_threshold-short_term_v2-boom-s2": "complete"}
+    manifest = json.loads(pq.read_schema(tmp_path / "burnout_threshold-short_term_v2-boom-s2.parquet")
+                          .metadata[b"rlaudit.manifest"])
+    protocol = manifest["config"]["protocol"]
+    assert protocol["agent_params"] == {"threshold": 0.4}
+    assert protocol["episodes"] == 5 and protocol["eval_episodes"] == 3 and protocol["regime"] == "boom"
+
+
+def test_train_learner_with_steps_and_protocol_file(tmp_path):
+    pytest.importorskip("torch")
+    result = run_cli(
+        "train", "--agent", "ppo", "--steps", 300, "--eval-episodes", 1, "-p", "n_steps=128",
+        "--env-param", "max_steps=100", "--store", tmp_path, "--json",
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["protocol"]["episodes"] is None and data["protocol"]["steps"] == 300
+    assert data["train_steps"] >= 300 and data["updates"] >= 2
+    # the recorded protocol replays from its file; --seed and --run-id given explicitly win
+    (tmp_path / "p.json").write_text(json.dumps(data))
+    again = run_cli("train", "--protocol", tmp_path / "p.json", "--seed", 1, "--run-id", "again",
+                    "--store", tmp_path, "--json")
+    assert again.exit_code == 0, again.output
+    replay = json.loads(again.stdout)["protocol"]
+    assert replay == {**data["protocol"], "seed": 1, "name": "again"}
+    assert listed(tmp_path) == {"ppo-short_term_v1-stable-s0": "complete", "again": "complete"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--agent", "pp0"], "unknown agent 'pp0' (did you mean 'ppo'?)"),
+        (["--reward", "shortterm_v1"], "unknown reward 'shortterm_v1' (did you mean 'short_term_v1'?)"),
+        (["--regime", "bust"], "unknown regime 'bust'"),
+        (["--agent", "dqn", "-p", "lr=0.1"], "unknown dqn parameter 'lr'"),
+        (["-p", "n_steps"], "--agent-param must look like KEY=VALUE"),
+        (["--episodes", 0], "episodes must be a positive integer; found 0"),
+    ],
+)
+def test_train_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    result = CliRunner().invoke(main, ["train", "--store", str(tmp_path), *map(str, args)])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())  # nothing was recorded
+
+
+def test_train_never_overwrites(tmp_path):
+    args = ["train", "--agent", "always_stay", "--episodes", 2, "--eval-episodes", 0, "--store", tmp_path]
+    assert run_cli(*args).exit_code == 0
+    before = (tmp_path / "always_stay-short_term_v1-stable-s0.parquet").read_bytes()
+    again = CliRunner().invoke(main, [str(a) for a in args])
+    assert again.exit_code == 2
+    assert "already exists" in again.stderr
+    assert (tmp_path / "always_stay-short_term_v1-stable-s0.parquet").read_bytes() == before
+
+
+def test_demo_quick_records_every_planned_run_and_skips_them_on_rerun(tmp_path):
+    pytest.importorskip("torch")
+    planned = {p.run_id for p in demo_protocols(quick=True)}
+    assert {"dqn-short_term_v1-stable-s0", "ppo-short_term_v1-stable-s0", "dqn-salary_only-stable-s0",
+            "always_switch-short_term_v1-recession-s0"} <= planned
+    result = run_cli("demo", "--quick", "--store", tmp_path, "--workers", 2)
+    assert result.exit_code == 0, result.output
+    assert f"recorded {len(planned)} runs" in result.stdout
+    assert listed(tmp_path) == {run_id: "complete" for run_id in planned}
+    hacking = json.loads(pq.read_schema(tmp_path / "dqn-salary_only-stable-s0.parquet").metadata[b"rlaudit.manifest"])
+    assert hacking["reward"]["params"]["burnout_weight"] == 0.0
+    assert "info.burnout" in hacking["auditor_columns"]
+
+    rerun = run_cli("demo", "--quick", "--store", tmp_path, "--workers", 1)
+    assert rerun.exit_code == 0, rerun.output
+    assert f"recorded 0 runs into {tmp_path} ({len(planned)} skipped)" in rerun.stdout
+
+
+def test_full_demo_plan_covers_learners_heuristics_seeds_and_reward_hacking():
+    protocols = demo_protocols()
+    agents = {p.agent for p in protocols}
+    assert {"dqn", "ppo"} <= agents and len(agents - {"dqn", "ppo"}) >= 3
+    assert {p.seed for p in protocols} == {0, 1, 2}
+    assert len({p.run_id for p in protocols}) == len(protocols)
+    hacking = [p for p in protocols if p.reward_params.get("burnout_weight") == 0.0]
+    assert len(hacking) == 3 and all("info.burnout" in p.auditor_columns for p in hacking)
+    for p in protocols:
+        p.validate()
+
+
+@pytest.mark.slow
+def test_full_demo_finishes_and_learners_learn(tmp_path):
+    result = run_cli("demo", "--store", tmp_path)
+    assert result.exit_code == 0, result.output
+    runs = listed(tmp_path)
+    assert len(runs) == len(demo_protocols()) and set(runs.values()) == {"complete"}
+
+
+def test_importing_agents_does_not_import_torch():
+    code = (
+        "import sys, rlaudit.agents, rlaudit.agents.experiments, rlaudit.agents.demo, rlaudit.cli; "
+        "rlaudit.agents.ExperimentProtocol(agent='always_switch').validate(); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
