@@ -284,7 +284,7 @@ def _emit_result(result, fmt: str, max_rows: int) -> None:
         else:
             click.echo(f"({len(shown)} row{'s' if len(shown) != 1 else ''})")
         return
-    reader = result.relation.to_arrow_reader() if result.relation is not None else []
+    reader = result.relation.to_arrow_reader()
     out = click.get_text_stream("stdout")
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")

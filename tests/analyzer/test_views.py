@@ -179,3 +179,23 @@ def test_nan_predicates_are_not_pruned_by_parquet_statistics(tmp_path):
         assert s.sql("SELECT max(reward) FROM steps").scalar() == 1.0
         assert math.isnan(s.sql("SELECT max(entropy) FROM steps").scalar())
         assert s.sql("SELECT max(entropy) FROM steps WHERE episode < 7").scalar() == pytest.approx(0.3)
+
+
+def test_scoped_views_match_the_store_wide_views(store):
+    """A run-scoped cursor returns the same rows for run-filtered queries, missing columns included."""
+    queries = [
+        "SELECT * FROM steps WHERE run_id = $run_id ORDER BY global_step, env_index",
+        "SELECT logp, entropy, reward_terms.goal, reward_terms.alive, obs FROM steps WHERE run_id = $run_id "
+        "ORDER BY global_step, env_index",
+        "SELECT * FROM episodes WHERE run_id = $run_id ORDER BY env_index, episode",
+        "SELECT * FROM metrics WHERE run_id = $run_id ORDER BY global_step, name",
+    ]
+    for run_id in store.run_ids:
+        cur = store.scoped(run_id)
+        try:
+            for q in queries:
+                assert cur.sql(q, run_id=run_id).rows() == store.sql(q, run_id=run_id).rows(), (run_id, q)
+            # the scoped steps hold this run only
+            assert cur.sql("SELECT DISTINCT run_id FROM steps").rows() == [(run_id,)]
+        finally:
+            cur.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -50,30 +51,51 @@ def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-class Result:
-    """The result of :meth:`Store.sql`: a lazy DuckDB relation.
+_EMPTY_METRICS = (
+    "SELECT CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS BIGINT) AS global_step, "
+    "CAST(NULL AS DOUBLE) AS wall_time, CAST(NULL AS VARCHAR) AS name, CAST(NULL AS DOUBLE) AS value WHERE false"
+)
 
-    Convert with :meth:`arrow`, :meth:`pl` or :meth:`rows`. Each conversion
-    runs the query.
+
+class Result:
+    """The result of :meth:`Store.sql`: a query with its bound parameters, run on demand.
+
+    Convert with :meth:`arrow`, :meth:`pl`, :meth:`rows`, :meth:`head`,
+    :meth:`one` or :meth:`scalar`; each conversion runs the query. SQL errors
+    raise :class:`~rlaudit.errors.ConfigError` with DuckDB's message.
     """
 
-    def __init__(self, relation: duckdb.DuckDBPyRelation | None, query: str, params: dict[str, Any]):
-        self._rel = relation
+    def __init__(self, con: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any]):
+        self._con = con
         self.query = query
         self.params = params
+        self._rel: duckdb.DuckDBPyRelation | None = None
+
+    def _run(self, query: str):
+        try:
+            return self._con.execute(query, self.params or None)
+        except duckdb.Error as exc:
+            raise ConfigError(f"SQL error: {_first_line(exc)}") from None
 
     @property
-    def relation(self) -> duckdb.DuckDBPyRelation | None:
+    def relation(self) -> duckdb.DuckDBPyRelation:
+        """The query as a DuckDB relation (for DuckDB's own relational API)."""
+        if self._rel is None:
+            try:
+                self._rel = self._con.sql(self.query, params=self.params or None)
+            except duckdb.Error as exc:
+                raise ConfigError(f"SQL error: {_first_line(exc)}") from None
         return self._rel
 
     @property
     def columns(self) -> list[str]:
-        return list(self._rel.columns) if self._rel is not None else []
+        return list(self.relation.columns)
 
     def arrow(self) -> pa.Table:
-        if self._rel is None:
-            return pa.table({})
-        return self._rel.to_arrow_table()
+        try:
+            return self.relation.to_arrow_table()
+        except duckdb.Error as exc:
+            raise ConfigError(f"SQL error: {_first_line(exc)}") from None
 
     def pl(self):
         import polars as pl
@@ -81,18 +103,22 @@ class Result:
         return pl.from_arrow(self.arrow())
 
     def rows(self) -> list[tuple]:
-        return self._rel.fetchall() if self._rel is not None else []
+        try:
+            return self._run(self.query).fetchall()
+        except duckdb.Error as exc:
+            raise ConfigError(f"SQL error: {_first_line(exc)}") from None
+
+    def head(self, n: int) -> list[tuple]:
+        """The first ``n`` rows (in the query's order)."""
+        try:
+            return self._run(f"SELECT * FROM ({self.query}) AS head LIMIT {int(n)}").fetchall()
+        except duckdb.Error as exc:
+            raise ConfigError(f"SQL error: {_first_line(exc)}") from None
 
     def one(self) -> tuple | None:
         """The first row (None when there is none)."""
-        if self._rel is None:
-            return None
-        rows = self._rel.limit(1).fetchall()
+        rows = self.head(1)
         return rows[0] if rows else None
-
-    def head(self, n: int) -> list[tuple]:
-        """The first ``n`` rows."""
-        return self._rel.limit(n).fetchall() if self._rel is not None else []
 
     def scalar(self) -> Any:
         row = self.one()
@@ -193,11 +219,7 @@ class _Queries:
                 f"only read-only queries are allowed (SELECT, WITH, EXPLAIN, DESCRIBE, SHOW, SUMMARIZE); "
                 f"found a {statements[0].type.name} statement"
             )
-        try:
-            rel = self._con.sql(query, params=params or None)
-        except duckdb.Error as exc:
-            raise ConfigError(f"SQL error: {_first_line(exc)}") from None
-        return Result(rel, query, dict(params))
+        return Result(self._con, query, dict(params))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -249,6 +271,9 @@ class Store(_Queries):
             for r in found.runs
         }
         self._con = duckdb.connect(":memory:")
+        self._lock = threading.Lock()  # the main connection refuses concurrent calls
+        self._types_cache: dict[tuple[str, bool], dict[str, str]] = {}  # Arrow schema -> DuckDB column types
+        self._materialized = False
         try:
             if threads is not None:
                 self._con.execute(f"SET threads = {int(threads)}")
@@ -294,8 +319,8 @@ class Store(_Queries):
                 f"CAST(NULL AS {_duck_type(f.type)}) AS {ident(f.name)}" for f in schema.CORE_STEP_FIELDS
             )
             con.execute(f"CREATE VIEW steps AS SELECT {cols} WHERE false")
-        self._step_columns = tuple(c for c, in con.execute(
-            "SELECT column_name FROM (DESCRIBE steps)").fetchall())
+        self._step_types = tuple(con.execute("SELECT column_name, column_type FROM (DESCRIBE steps)").fetchall())
+        self._step_columns = tuple(c for c, _ in self._step_types)
         self._term_fields = self._struct_names("reward_terms")
         con.execute(f"CREATE VIEW episodes AS {self._episodes_sql()}")
 
@@ -307,10 +332,7 @@ class Store(_Queries):
                 f"CAST(name AS VARCHAR) AS name, value FROM read_parquet({file_list}, union_by_name = true, can_have_nan = true)"
             )
         else:
-            con.execute(
-                "CREATE VIEW metrics AS SELECT CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS BIGINT) AS global_step, "
-                "CAST(NULL AS DOUBLE) AS wall_time, CAST(NULL AS VARCHAR) AS name, CAST(NULL AS DOUBLE) AS value WHERE false"
-            )
+            con.execute(f"CREATE VIEW metrics AS {_EMPTY_METRICS}")
         runs_table = self._runs_table()
         con.register("_rlaudit_runs_arrow", runs_table)
         con.execute("CREATE TABLE _runs AS SELECT * FROM _rlaudit_runs_arrow ORDER BY run_id")
@@ -436,7 +458,64 @@ GROUP BY run_id, env_index, episode"""
 
     def cursor(self) -> Cursor:
         """A connection for another thread, sharing views and sandbox."""
-        return Cursor(self._con.cursor())
+        with self._lock:
+            return Cursor(self._con.cursor())
+
+    def scoped(self, run_id: str) -> Cursor:
+        """A cursor whose ``steps``, ``episodes`` and ``metrics`` read only ``run_id``'s files.
+
+        Temporary views shadow the store-wide ones on this connection only,
+        with the same columns and types (a column or struct field the run
+        lacks reads as NULL, as it does store-wide). A query filtered on
+        ``run_id = $run_id`` therefore returns the same rows through either,
+        but here it never opens another run's files: detectors use this, and
+        the SQL they report reproduces through the store-wide views.
+        """
+        if run_id not in self._sources:
+            raise ConfigError(f"unknown run {run_id!r}")
+        source = self._sources[run_id]
+        with self._lock:
+            con = self._con.cursor()
+        try:
+            if source.step_files:
+                files = "[" + ", ".join(_literal(f) for f in source.step_files) + "]"
+                scan = f"read_parquet({files}, union_by_name = true, can_have_nan = true)"
+                key = (source.schema.to_string(show_schema_metadata=False), len(source.step_files) > 1)
+                own = self._types_cache.get(key)
+                if own is None:
+                    own = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {scan})").fetchall())
+                    self._types_cache[key] = own
+                cols = []
+                for name, dtype in self._step_types:
+                    if name not in own:
+                        cols.append(f"CAST(NULL AS {dtype}) AS {ident(name)}")
+                    elif own[name] != dtype:
+                        cols.append(f"CAST({ident(name)} AS {dtype}) AS {ident(name)}")
+                    else:
+                        cols.append(ident(name))
+                con.execute(f"CREATE TEMP VIEW steps AS SELECT {', '.join(cols)} FROM {scan}")
+            else:
+                cols = ", ".join(f"CAST(NULL AS {dtype}) AS {ident(name)}" for name, dtype in self._step_types)
+                con.execute(f"CREATE TEMP VIEW steps AS SELECT {cols} WHERE false")
+            if self._episodes_materialized(con):
+                con.execute(f"CREATE TEMP VIEW episodes AS SELECT * FROM main._episodes WHERE run_id = {_literal(run_id)}")
+            else:
+                con.execute(f"CREATE TEMP VIEW episodes AS {self._episodes_sql()}")
+            if source.metrics_files:
+                files = "[" + ", ".join(_literal(f) for f in source.metrics_files) + "]"
+                con.execute(
+                    "CREATE TEMP VIEW metrics AS SELECT CAST(run_id AS VARCHAR) AS run_id, global_step, wall_time, "
+                    f"CAST(name AS VARCHAR) AS name, value FROM read_parquet({files}, union_by_name = true, can_have_nan = true)"
+                )
+            else:
+                con.execute(f"CREATE TEMP VIEW metrics AS {_EMPTY_METRICS}")
+        except BaseException:
+            con.close()
+            raise
+        return Cursor(con)
+
+    def _episodes_materialized(self, con: duckdb.DuckDBPyConnection | None = None) -> bool:
+        return self._materialized
 
     def materialize(self, view: str = "episodes") -> None:
         """Compute ``view`` once into an in-memory table that the view then reads.
@@ -445,13 +524,12 @@ GROUP BY run_id, env_index, episode"""
         """
         if view != "episodes":
             raise ConfigError("only the episodes view can be materialised")
-        exists = self._con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = '_episodes'"
-        ).fetchone()[0]
-        if exists:
+        if self._episodes_materialized():
             return
-        self._con.execute(f"CREATE TABLE _episodes AS {self._episodes_sql()} ORDER BY run_id, env_index, episode")
-        self._con.execute("CREATE OR REPLACE VIEW episodes AS SELECT * FROM _episodes")
+        with self._lock:
+            self._con.execute(f"CREATE TABLE _episodes AS {self._episodes_sql()} ORDER BY run_id, env_index, episode")
+            self._con.execute("CREATE OR REPLACE VIEW episodes AS SELECT * FROM _episodes")
+            self._materialized = True
 
     def episode_counts(self) -> dict[str, int]:
         """Episodes per run (started episodes, including an unfinished last one).

@@ -83,13 +83,12 @@ class Context:
         """
         params = self._bind(query, dict(params))
         result = self._q.sql(query, **params)
-        rel = result.relation
         rows = result.head(cap + 1)
         total = len(rows)
         if total > cap:
             total = self._q.sql(f"SELECT count(*) FROM ({query}) AS evidence", **params).scalar()
             rows = rows[:cap]
-        return Evidence(columns=tuple(rel.columns), rows=tuple(rows), sql=query, params=params, total_rows=int(total))
+        return Evidence(columns=tuple(result.columns), rows=tuple(rows), sql=query, params=params, total_rows=int(total))
 
     # -- results ---------------------------------------------------------------
 

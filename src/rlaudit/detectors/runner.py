@@ -1,9 +1,11 @@
 """Run selected detectors over every run of a store; collect findings and statuses.
 
-Each (detector, run) pair is one task. Tasks run in a thread pool with one
-DuckDB cursor per thread (DuckDB releases the GIL while it executes, and
-each query already uses every core, so ``jobs`` > 1 pays when a store has
-many small runs). A detector whose needs are missing is *skipped*; one that
+The detectors of one run share a DuckDB cursor whose ``steps`` /
+``episodes`` / ``metrics`` views read only that run's files
+(:meth:`rlaudit.analyzer.Store.scoped`), so a per-run query never opens
+another run's files. Runs can be audited in a thread pool (``jobs``;
+DuckDB releases the GIL while it executes, but each query already uses
+every core, so it pays only for many small runs). A detector whose needs are missing is *skipped*; one that
 raises is *error*; the audit always completes. Afterwards every p-value in
 the audit goes through Benjamini–Hochberg and each finding gets its q-value.
 """
@@ -92,34 +94,29 @@ def run_detectors(
     params = {s.name: s.resolve_params((params or {}).get(s.name)) for s in specs}
     if any("episodes" in s.needs for s in specs) and store.runs:
         store.materialize("episodes")
-    tasks: list[tuple[DetectorSpec, Run | None]] = []
-    for spec in specs:
-        if spec.scope == "store":
-            tasks.append((spec, None))
-        else:
-            tasks.extend((spec, store.runs[rid]) for rid in store.run_ids)
+    # One group per run (its detectors share one run-scoped cursor), plus one per store-wide detector.
+    run_specs = [s for s in specs if s.scope != "store"]
+    groups: list[tuple[Run | None, list[DetectorSpec]]] = []
+    if run_specs:
+        groups.extend((store.runs[rid], run_specs) for rid in store.run_ids)
+    groups.extend((None, [s]) for s in specs if s.scope == "store")
+    total = sum(len(g) for _, g in groups)
 
-    local = threading.local()
-    cursors = []
     lock = threading.Lock()
     done = [0]
 
-    def querier():
-        if jobs <= 1:
-            return store
-        cur = getattr(local, "cursor", None)
-        if cur is None:
-            cur = store.cursor()
-            local.cursor = cur
-            with lock:
-                cursors.append(cur)
-        return cur
+    def group(item):
+        run, group_specs = item
+        # a run's detectors see views over that run's files only (same SQL, no other files opened)
+        q = store.scoped(run.run_id) if run is not None else store.cursor()
+        try:
+            return [one(spec, run, q) for spec in group_specs]
+        finally:
+            q.close()
 
-    def one(task):
-        spec, run = task
+    def one(spec, run, q):
         start = time.perf_counter()
         findings: list[Finding] = []
-        q = querier()
         reason = missing_need(store, spec, run, q)
         if reason is not None:
             result = DetectorResult(spec.name, run.run_id if run else None, STATUS_SKIPPED, reason=reason)
@@ -145,18 +142,15 @@ def run_detectors(
         if progress is not None:
             with lock:
                 done[0] += 1
-                progress(done[0], len(tasks), f"{spec.name} {run.run_id if run else '(store)'}")
+                progress(done[0], total, f"{spec.name} {run.run_id if run else '(store)'}")
         return findings, result, f"{spec.name} {result.run_id or '(store)'}", seconds
 
-    try:
-        if jobs <= 1 or len(tasks) <= 1:
-            outcomes = [one(t) for t in tasks]
-        else:
-            with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="rlaudit-detector") as pool:
-                outcomes = list(pool.map(one, tasks))
-    finally:
-        for cur in cursors:
-            cur.close()
+    if jobs <= 1 or len(groups) <= 1:
+        nested = [group(g) for g in groups]
+    else:
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="rlaudit-detector") as pool:
+            nested = list(pool.map(group, groups))
+    outcomes = [o for g in nested for o in g]
 
     findings = [f for fs, _, _, _ in outcomes for f in fs]
     with_p = [i for i, f in enumerate(findings) if f.p_value is not None]
