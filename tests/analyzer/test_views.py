@@ -111,6 +111,11 @@ def test_metrics_view(store):
     assert rows == [("alpha", 3, "kl", 0.01), ("alpha", 3, "loss", 0.5), ("alpha", 9, "loss", 0.25)]
 
 
+def test_trailing_semicolon_is_accepted(store):
+    assert store.sql("SELECT count(*) FROM runs;  ").scalar() == 4
+    assert store.sql("SELECT 1 AS x;").head(5) == [(1,)]
+
+
 def test_parameters_are_bound_never_formatted(store):
     assert store.sql("SELECT count(*) FROM steps WHERE run_id = $r", r="alpha").scalar() == 10
     evil = "alpha' OR '1'='1"

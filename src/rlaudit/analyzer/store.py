@@ -219,6 +219,7 @@ class _Queries:
                 f"only read-only queries are allowed (SELECT, WITH, EXPLAIN, DESCRIBE, SHOW, SUMMARIZE); "
                 f"found a {statements[0].type.name} statement"
             )
+        query = statements[0].query.strip().rstrip(";").rstrip()
         return Result(self._con, query, dict(params))
 
 
