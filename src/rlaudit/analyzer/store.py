@@ -281,6 +281,7 @@ class Store(_Queries):
             if memory_limit is not None:
                 self._con.execute("SET memory_limit = ?", [str(memory_limit)])
             self._con.execute("SET parquet_metadata_cache = true")
+            self._con.execute("SET enable_progress_bar = false")  # it would print into query output
             # NaN-correct reading (DuckDB 2.0): the views read Parquet with can_have_nan so
             # that isnan(x) / NOT isfinite(x) filters are not pruned away by min/max
             # statistics that leave NaN out; with it, the statistics-propagation optimizer
