@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from rlaudit import schema
+from rlaudit.recorder.writer import text_of
 
 
 class _Column:
@@ -64,16 +65,19 @@ class ArrayColumn(_Column):
     def set(self, i: int, value: Any) -> None:
         self.data[i] = value
 
-    def set_rows(self, i: int, values: Any, index: np.ndarray) -> None:
+    def set_rows(self, i: int, values: Any, index: np.ndarray | slice) -> None:
         """Rows ``i, i+1, ...`` from ``values[index]`` (a batch over sub-envs)."""
-        self.data[i : i + len(index)] = np.asarray(values)[index].reshape((len(index),) + self.shape)
+        v = np.asarray(values)[index]
+        self.data[i : i + len(v)] = v.reshape((len(v),) + self.shape)
 
-    def put_rows(self, rows: np.ndarray, values: Any) -> None:
+    def put_rows(self, rows: np.ndarray | slice, values: Any) -> None:
         """Rows ``rows`` from ``values[rows]`` (staging one row per sub-env)."""
-        self.data[rows] = np.asarray(values)[rows].reshape((len(rows),) + self.shape)
+        v = np.asarray(values)[rows]
+        self.data[rows] = v.reshape((len(v),) + self.shape)
 
-    def gather(self, i: int, src: "ArrayColumn", rows: np.ndarray) -> None:
-        self.data[i : i + len(rows)] = src.data[rows]
+    def gather(self, i: int, src: "ArrayColumn", rows: np.ndarray | slice) -> None:
+        v = src.data[rows]
+        self.data[i : i + len(v)] = v
 
     def copy_row(self, dst: int, src: "ArrayColumn", src_row: int) -> None:
         self.data[dst] = src.data[src_row]
@@ -208,3 +212,64 @@ def snapshot(value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(snapshot(v) for v in value)
     return value
+
+
+class Sparse:
+    """A column most rows leave empty: (row, value) pairs, nulls elsewhere."""
+
+    __slots__ = ("rows", "values")
+
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+        self.values: list[Any] = []
+
+    def add(self, row: int, value: Any) -> None:
+        self.rows.append(row)
+        self.values.append(value)
+
+    def extend(self, rows: Any, values: Any) -> None:
+        self.rows.extend(rows)
+        self.values.extend(values)
+
+    def to_arrow(self, n: int, type_: pa.DataType | None = None) -> pa.Array:
+        type_ = type_ if type_ is not None else _scalar_type(self.values)
+        if type_ == pa.string():
+            values = pa.array([text_of(v) for v in self.values], pa.string())
+        elif pa.types.is_floating(type_):
+            values = pa.array(np.asarray(self.values, dtype=np.float64), type_, from_pandas=False)
+        else:
+            values = pa.array(self.values, type_)
+        return scatter(values, self.rows, n)
+
+
+def _scalar_type(values: list[Any]) -> pa.DataType:
+    """Column type of normalised info values: bool < float64 < string."""
+    kinds = {type(v) for v in values}
+    if str in kinds:
+        return pa.string()
+    if kinds == {bool}:
+        return pa.bool_()
+    return pa.float64()
+
+
+def normalise(value: Any) -> Any:
+    """A storable scalar (bool, float or str) for an info value, or raise."""
+    t = type(value)
+    if t is float or t is bool or t is str:
+        return value
+    if t is int:
+        return float(value)
+    if isinstance(value, np.generic):
+        if isinstance(value, np.bool_):
+            return bool(value)
+        if isinstance(value, (np.integer, np.floating)):
+            return float(value)
+        if isinstance(value, np.str_):
+            return str(value)
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "biuf":
+        return normalise(value.reshape(()).item())
+    if isinstance(value, (int, float)):  # int/float subclasses, e.g. IntEnum
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    raise TypeError(type(value).__name__ + (f" of shape {value.shape}" if hasattr(value, "shape") else ""))

@@ -30,9 +30,10 @@ import pyarrow as pa
 
 from rlaudit import __version__, schema
 from rlaudit.errors import ConfigError, RecorderWarning, RunExistsError, StoreError
-from rlaudit.recorder.columns import ArrayColumn, make_column, row_bytes, scatter, snapshot, sparse_to_arrow
+from rlaudit.recorder.batch import BatchRecording
+from rlaudit.recorder.columns import ArrayColumn, Sparse, make_column, normalise, row_bytes, scatter, snapshot, sparse_to_arrow
 from rlaudit.layout import final_paths
-from rlaudit.recorder.writer import finalize_run, text_of, write_parquet_atomic, write_parts_manifest
+from rlaudit.recorder.writer import finalize_run, write_parquet_atomic, write_parts_manifest
 
 DEFAULT_FLUSH_STEPS = 65536
 DEFAULT_FLUSH_SECONDS = 30.0
@@ -53,67 +54,6 @@ _ROW_FIELDS = [
 ]
 _ROW_DTYPE = np.dtype(_ROW_FIELDS)
 _ROW_DTYPE_WITH_ACTION = np.dtype(_ROW_FIELDS + [("action", np.int64)])
-
-
-class _Sparse:
-    """A column most rows leave empty: (row, value) pairs, nulls elsewhere."""
-
-    __slots__ = ("rows", "values")
-
-    def __init__(self) -> None:
-        self.rows: list[int] = []
-        self.values: list[Any] = []
-
-    def add(self, row: int, value: Any) -> None:
-        self.rows.append(row)
-        self.values.append(value)
-
-    def extend(self, rows: Any, values: Any) -> None:
-        self.rows.extend(rows)
-        self.values.extend(values)
-
-    def to_arrow(self, n: int, type_: pa.DataType | None = None) -> pa.Array:
-        type_ = type_ if type_ is not None else _scalar_type(self.values)
-        if type_ == pa.string():
-            values = pa.array([text_of(v) for v in self.values], pa.string())
-        elif pa.types.is_floating(type_):
-            values = pa.array(np.asarray(self.values, dtype=np.float64), type_, from_pandas=False)
-        else:
-            values = pa.array(self.values, type_)
-        return scatter(values, self.rows, n)
-
-
-def _scalar_type(values: list[Any]) -> pa.DataType:
-    """Column type of normalised info values: bool < float64 < string."""
-    kinds = {type(v) for v in values}
-    if str in kinds:
-        return pa.string()
-    if kinds == {bool}:
-        return pa.bool_()
-    return pa.float64()
-
-
-def _normalise(value: Any) -> Any:
-    """A storable scalar (bool, float or str) for an info value, or raise."""
-    t = type(value)
-    if t is float or t is bool or t is str:
-        return value
-    if t is int:
-        return float(value)
-    if isinstance(value, np.generic):
-        if isinstance(value, np.bool_):
-            return bool(value)
-        if isinstance(value, (np.integer, np.floating)):
-            return float(value)
-        if isinstance(value, np.str_):
-            return str(value)
-    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "biuf":
-        return _normalise(value.reshape(()).item())
-    if isinstance(value, (int, float)):  # int/float subclasses, e.g. IntEnum
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    raise TypeError(type(value).__name__ + (f" of shape {value.shape}" if hasattr(value, "shape") else ""))
 
 
 class _EnvState:
@@ -167,7 +107,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-class Recorder:
+class Recorder(BatchRecording):
     """Record a training run, step by step, into ``<store>/<run_id>.parquet``.
 
     Use it as a context manager around a hand-written loop::
@@ -360,11 +300,11 @@ class Recorder:
             "error": None,
         }
 
-    def _allocate(self) -> None:
+    def _allocate(self, min_rows: int = 1) -> None:
         """Create the buffers once both specs are known."""
         per_row = 64 + 2 * row_bytes(self._obs_spec) + row_bytes(self._act_spec)
         cap = max(1, min(self.flush_steps, MAX_BUFFER_BYTES // per_row))
-        cap = max(cap, len(self._envs))
+        cap = max(cap, len(self._envs), min_rows)
         self._capacity = cap
         self._obs = make_column(self._obs_spec, cap)
         # plain numeric observations are written with one numpy assignment, no method call
@@ -374,16 +314,17 @@ class Recorder:
         self._rows = np.zeros(cap, dtype=_ROW_DTYPE_WITH_ACTION if self._action_in_row else _ROW_DTYPE)
         if self._action_in_row:
             self._action.data = self._rows["action"]  # a Discrete action is one more field of the row
+        self._fields = {name: self._rows[name] for name in self._rows.dtype.names}  # column views
         self._new_segment_state()
         self._manifest["spaces"] = {"observation": self._obs_spec, "action": self._act_spec}
 
     def _new_segment_state(self) -> None:
-        self._final_obs = _Sparse()
-        self._reset_seed = _Sparse()
-        self._info: dict[str, _Sparse] = {}
-        self._terms: dict[str, _Sparse] = {}
-        self._policy: dict[str, _Sparse] = {}
-        self._q = _Sparse()
+        self._final_obs = Sparse()
+        self._reset_seed = Sparse()
+        self._info: dict[str, Sparse] = {}
+        self._terms: dict[str, Sparse] = {}
+        self._policy: dict[str, Sparse] = {}
+        self._q = Sparse()
         self._obs.reset_nulls()
         self._action.reset_nulls()
 
@@ -453,6 +394,9 @@ class Recorder:
             self._drop("reset after close")
             return
         try:
+            if self._batch is not None:
+                self._drop("reset() on a recorder driven by reset_batch(); use one API per recorder")
+                return
             if not self._ensure_obs_spec(obs):
                 return
             st = self._env(env_index)
@@ -497,6 +441,9 @@ class Recorder:
             envs = self._envs
             if env_index == 0 and self._single and envs:
                 st = envs[0]
+            elif self._batch is not None:
+                self._drop("step() on a recorder driven by step_batch(); use one API per recorder")
+                return
             else:
                 st = self._env(env_index)
             i = self._n
@@ -558,10 +505,7 @@ class Recorder:
     def _first_step(self, action: Any, next_obs: Any) -> bool:
         """Create the buffers at the first step; False if nothing can be recorded."""
         if self._act_spec is None:
-            self._act_spec = schema.infer_spec(action)
-            if self._act_spec is None:
-                self._act_spec = {"type": "Box", "shape": [1], "dtype": "float32"}
-                self._drop(f"action: unsupported action type {type(action).__name__}")
+            self._act_spec = self._infer_action_spec(action)
         if self._obs_spec is None and not self._ensure_obs_spec(next_obs):
             return False
         self._allocate()
@@ -569,6 +513,13 @@ class Recorder:
             self._stage_obs(0, self._pending_first[1])
             self._pending_first = None
         return True
+
+    def _infer_action_spec(self, action: Any) -> dict[str, Any]:
+        spec = schema.infer_spec(action)
+        if spec is None:
+            self._drop(f"action: unsupported action type {type(action).__name__} (recorded as null)")
+            spec = {"type": "Box", "shape": [1], "dtype": "float32"}
+        return spec
 
     def _obs_missing(self, st: _EnvState, i: int) -> None:
         """A step with no reset before it: a new episode whose first obs is unknown."""
@@ -600,197 +551,6 @@ class Recorder:
             return {name: child.data[i] for name, child in zip(col.names, col.children)}
         return col.data[i]
 
-    # -- batched API for vector envs --------------------------------------------
-
-    def reset_batch(self, obs: Any, *, seeds: Any = None, infos: Mapping | None = None, mask: Any = None) -> None:
-        """Start new episodes for the sub-envs in ``mask`` (default: all)."""
-        if self._closed:
-            self._drop("reset after close")
-            return
-        try:
-            self._reset_batch(obs, seeds, mask)
-        except Exception as exc:
-            self._drop(f"reset_batch: {type(exc).__name__}: {exc}")
-
-    def _batch_size(self, obs: Any) -> int:
-        if isinstance(obs, dict):
-            return len(next(iter(obs.values())))
-        if isinstance(obs, tuple):
-            return len(obs[0])
-        return len(obs)
-
-    def _batch_item(self, values: Any, k: int) -> Any:
-        if isinstance(values, dict):
-            return {key: self._batch_item(v, k) for key, v in values.items()}
-        if isinstance(values, tuple):
-            return tuple(self._batch_item(v, k) for v in values)
-        return np.asarray(values)[k]
-
-    def _reset_batch(self, obs, seeds, mask) -> None:
-        n_envs = self._batch_size(obs)
-        if self._obs_spec is None and not self._ensure_obs_spec(self._batch_item(obs, 0)):
-            return
-        self._env(n_envs - 1)
-        if self._single:
-            self._go_multi()
-        if self._staging is None:
-            self._staging = make_column(self._obs_spec, max(n_envs, 8))
-        rows = np.arange(n_envs) if mask is None else np.flatnonzero(np.asarray(mask))
-        self._staging.put_rows(rows, obs)
-        seed_list = None
-        if seeds is not None:
-            seed_list = [seeds + k for k in range(n_envs)] if isinstance(seeds, (int, np.integer)) else list(seeds)
-        for e in rows:
-            st = self._envs[e]
-            st.episode += 1
-            st.t = 0
-            st.done = False
-            st.has_obs = True
-            st.seed = None if seed_list is None or seed_list[e] is None else int(seed_list[e])
-
-    def step_batch(
-        self,
-        actions: Any,
-        next_obs: Any,
-        rewards: Any,
-        terminations: Any,
-        truncations: Any,
-        infos: Mapping | None = None,
-        *,
-        autoreset_mode: str = "next_step",
-        final_obs: Any = None,
-        logp: Any = None,
-        entropy: Any = None,
-        value: Any = None,
-        q: Any = None,
-        policy_version: Any = None,
-        reward_terms: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Record one step of a vector env (arguments in ``envs.step`` order).
-
-        ``autoreset_mode`` follows Gymnasium 1.x: with ``"next_step"`` (its
-        default) the call after a sub-env finished is that sub-env's reset and
-        is not recorded as a transition; with ``"same_step"`` ``next_obs``
-        already holds the reset observation and the true last observation comes
-        from ``final_obs`` (or ``infos["final_obs"]``); with ``"disabled"``
-        finished sub-envs must be reset with ``reset_batch(..., mask=...)``.
-        """
-        if self._closed:
-            self._drop("step after close")
-            return
-        try:
-            self._step_batch(actions, next_obs, rewards, terminations, truncations, infos, autoreset_mode,
-                             final_obs, logp, entropy, value, q, policy_version, reward_terms)
-        except Exception as exc:
-            self._drop(f"step_batch: {type(exc).__name__}: {exc}")
-
-    def _step_batch(self, actions, next_obs, rewards, terminations, truncations, infos, autoreset_mode,
-                    final_obs, logp, entropy, value, q, policy_version, reward_terms) -> None:
-        rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
-        terminations = np.asarray(terminations, dtype=bool).reshape(-1)
-        truncations = np.asarray(truncations, dtype=bool).reshape(-1)
-        n_envs = len(rewards)
-        if self._staging is None or len(self._envs) < n_envs:
-            self._drop("step_batch without reset_batch before it: first observations unknown")
-            self._reset_batch(next_obs, None, None)
-            self.global_step += n_envs
-            return
-        if not self._capacity:
-            if self._act_spec is None:
-                self._act_spec = schema.infer_spec(self._batch_item(actions, 0))
-            self._allocate()
-        envs = self._envs[:n_envs]
-        was_done = np.fromiter((st.done for st in envs), bool, n_envs)
-        if autoreset_mode == "next_step":
-            active = ~was_done
-        elif autoreset_mode in ("same_step", "disabled"):
-            active = ~was_done
-            if autoreset_mode == "disabled" and was_done.any():
-                self._drop("step_batch on a finished sub-env that was not reset (autoreset disabled)")
-        else:
-            raise ConfigError(f"autoreset_mode must be next_step, same_step or disabled, got {autoreset_mode!r}")
-        idx = np.flatnonzero(active)
-        k = len(idx)
-        if self._n + k > self._capacity:
-            self._flush()
-        i = self._n
-        done = terminations | truncations
-        if k:
-            sl = slice(i, i + k)
-            self._obs.gather(i, self._staging, idx)
-            self._action.set_rows(i, actions, idx)
-            rows = self._rows
-            rows["reward"][sl] = rewards[idx]
-            rows["terminated"][sl] = terminations[idx]
-            rows["truncated"][sl] = truncations[idx]
-            rows["env_index"][sl] = idx
-            rows["episode"][sl] = [envs[e].episode for e in idx]
-            rows["t"][sl] = [envs[e].t for e in idx]
-            rows["global_step"][sl] = self.global_step
-            rows["phase"][sl] = self._phase_code
-            now = _perf_counter()
-            rows["wall_time"][sl] = now - self._t0
-            for j, e in enumerate(idx):
-                st = envs[e]
-                if st.seed is not None:
-                    self._reset_seed.add(i + j, st.seed)
-                    st.seed = None
-            if infos:
-                self._add_batch_info(i, idx, infos)
-            if reward_terms:
-                for name, vals in reward_terms.items():
-                    vals = np.asarray(vals, dtype=np.float64)[idx]
-                    self._terms.setdefault(str(name), _Sparse()).extend(range(i, i + k), vals.tolist())
-            for name, vals in (("logp", logp), ("entropy", entropy), ("value", value), ("policy_version", policy_version)):
-                if vals is not None:
-                    arr = np.broadcast_to(np.asarray(vals).reshape(-1) if np.ndim(vals) else np.asarray(vals), (n_envs,))
-                    self._policy.setdefault(name, _Sparse()).extend(range(i, i + k), arr[idx].tolist())
-            if q is not None:
-                qa = np.asarray(q, dtype=np.float32).reshape(n_envs, -1)[idx]
-                self._q.extend(range(i, i + k), list(qa))
-            ended = idx[done[idx]]
-            if len(ended):
-                if autoreset_mode == "same_step":
-                    source = final_obs if final_obs is not None else (infos or {}).get("final_obs")
-                    if source is None:
-                        self._drop("same_step autoreset without final_obs: last observations not recorded")
-                    else:
-                        for e in ended:
-                            self._final_obs.add(i + int(np.searchsorted(idx, e)), snapshot(source[e]))
-                else:
-                    for e in ended:
-                        self._final_obs.add(i + int(np.searchsorted(idx, e)), self._batch_item(next_obs, e))
-                self._episodes_done += len(ended)
-            self._n = i + k
-            for e in idx:
-                envs[e].t += 1
-        else:
-            now = time.perf_counter()
-        self.global_step += n_envs
-        # update per-env state and stage the next observations
-        if autoreset_mode == "same_step":
-            for e in np.flatnonzero(active & done):
-                st = envs[e]
-                st.episode += 1
-                st.t = 0
-            stage = np.flatnonzero(active)
-        else:
-            for e in np.flatnonzero(active & done):
-                envs[e].done = True
-                envs[e].has_obs = False
-            resets = np.flatnonzero(was_done) if autoreset_mode == "next_step" else np.empty(0, int)
-            for e in resets:
-                st = envs[e]
-                st.episode += 1
-                st.t = 0
-                st.done = False
-                st.has_obs = True
-            stage = np.flatnonzero((active & ~done) | (was_done if autoreset_mode == "next_step" else False))
-        if len(stage):
-            self._staging.put_rows(stage, next_obs)
-        if self._n >= self._capacity or now >= self._next_flush:
-            self._flush()
-
     # -- dynamic columns -------------------------------------------------------
 
     def _add_info(self, i: int, info: Mapping, prefix: str = "") -> None:
@@ -806,43 +566,15 @@ class Recorder:
             if v is None:
                 continue
             try:
-                v = _normalise(v)
+                v = normalise(v)
             except TypeError as exc:
                 self._drop(f"info[{key!r}]: {exc} is not a scalar (not stored)")
                 continue
             col = self._info.get(key)
             if col is None:
-                col = self._info[key] = _Sparse()
+                col = self._info[key] = Sparse()
             col.rows.append(i)
             col.values.append(v)
-
-    def _add_batch_info(self, i: int, idx: np.ndarray, infos: Mapping, prefix: str = "") -> None:
-        """Gymnasium vector infos: ``{key: array, "_key": mask}``, nested dicts allowed."""
-        terms_prefix = self.info_prefix
-        for key, v in infos.items():
-            if not isinstance(key, str) or key.startswith("_") or (not prefix and key in ("final_obs", "final_info")):
-                continue
-            name = f"{prefix}{key}"
-            if isinstance(v, Mapping):
-                self._add_batch_info(i, idx, v, name + ".")
-                continue
-            mask = infos.get("_" + key)
-            sel = idx if mask is None else idx[np.asarray(mask, dtype=bool)[idx]]
-            if not len(sel):
-                continue
-            arr = np.asarray(v)
-            rows = [i + int(np.searchsorted(idx, e)) for e in sel]
-            try:
-                vals = [_normalise(x) for x in arr[sel]]
-            except (TypeError, IndexError) as exc:
-                self._drop(f"info[{name!r}]: {exc} is not a scalar (not stored)")
-                continue
-            if terms_prefix is not None and not prefix and name.startswith(terms_prefix) and len(name) > len(terms_prefix):
-                col = self._terms.setdefault(name[len(terms_prefix):], _Sparse())
-                vals = [float(x) for x in vals]
-            else:
-                col = self._info.setdefault(name, _Sparse())
-            col.extend(rows, vals)
 
     def _add_term(self, i: int, name: str, v: Any) -> None:
         try:
@@ -852,7 +584,7 @@ class Recorder:
             return
         col = self._terms.get(name)
         if col is None:
-            col = self._terms[name] = _Sparse()
+            col = self._terms[name] = Sparse()
         col.rows.append(i)
         col.values.append(v)
 
@@ -870,7 +602,7 @@ class Recorder:
             if v is not None:
                 col = self._policy.get(name)
                 if col is None:
-                    col = self._policy[name] = _Sparse()
+                    col = self._policy[name] = Sparse()
                 col.rows.append(i)
                 col.values.append(float(v) if name != "policy_version" else int(v))
 

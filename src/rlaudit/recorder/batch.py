@@ -1,0 +1,303 @@
+"""The recorder's batched API for vector envs: one call records every sub-env.
+
+Per sub-env counters are numpy arrays and every column is written with slice
+assignments, so the cost of a call is shared by its sub-environments.  A
+recorder is driven either per env (``reset``/``step``) or per batch
+(``reset_batch``/``step_batch``); calls of the other kind are counted as
+dropped, never raised.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+import numpy as np
+
+from rlaudit.errors import ConfigError
+from rlaudit.recorder.columns import Sparse, make_column, normalise, snapshot
+
+AUTORESET_MODES = ("next_step", "same_step", "disabled")
+
+
+class _BatchState:
+    """Counters of every sub-env, as arrays."""
+
+    def __init__(self, n: int) -> None:
+        self.episode = np.full(n, -1, np.int64)
+        self.t = np.zeros(n, np.int32)
+        self.done = np.zeros(n, bool)  # finished; the next NEXT_STEP call is its reset
+        self.seed = np.zeros(n, np.int64)
+        self.seeded = np.zeros(n, bool)
+
+    def __len__(self) -> int:
+        return len(self.episode)
+
+
+def _batch_size(values: Any) -> int:
+    if isinstance(values, dict):
+        return len(next(iter(values.values())))
+    if isinstance(values, tuple):
+        return len(values[0])
+    return len(values)
+
+
+def _item(values: Any, k: int) -> Any:
+    """Sub-env ``k``'s entry of a batched observation (array, dict or tuple)."""
+    if isinstance(values, dict):
+        return {key: _item(v, k) for key, v in values.items()}
+    if isinstance(values, tuple):
+        return tuple(_item(v, k) for v in values)
+    return np.asarray(values)[k]
+
+
+def _scalars(arr: np.ndarray) -> list[Any]:
+    """Info values of one key as storable Python scalars."""
+    kind = arr.dtype.kind
+    if kind == "b":
+        return arr.tolist()
+    if kind in "iuf":
+        return arr.astype(np.float64).tolist()
+    if kind in "US":
+        return [str(x) for x in arr.tolist()]
+    return [normalise(x) for x in arr]
+
+
+class BatchRecording:
+    """``reset_batch`` / ``step_batch``; mixed into :class:`rlaudit.Recorder`."""
+
+    _batch: _BatchState | None = None
+
+    def reset_batch(self, obs: Any, *, seeds: Any = None, infos: Mapping | None = None, mask: Any = None) -> None:
+        """Start new episodes for the sub-envs in ``mask`` (default: all).
+
+        ``seeds``: one int (sub-env ``k`` gets ``seeds + k``, as Gymnasium
+        does) or one seed (or None) per sub-env.
+        """
+        if self._closed:
+            self._drop("reset after close")
+            return
+        try:
+            self._reset_batch(obs, seeds, mask)
+        except Exception as exc:
+            self._drop(f"reset_batch: {type(exc).__name__}: {exc}")
+
+    def _batch_state(self, n: int) -> _BatchState | None:
+        if self._envs:
+            self._drop("reset_batch()/step_batch() on a recorder driven by reset()/step(); use one API per recorder")
+            return None
+        b = self._batch
+        if b is None or len(b) < n:
+            grown = _BatchState(n)
+            if b is not None:
+                for name in ("episode", "t", "done", "seed", "seeded"):
+                    getattr(grown, name)[: len(b)] = getattr(b, name)
+            self._batch = b = grown
+            self._single = False
+            staging = make_column(self._obs_spec, n)
+            if self._staging is not None:
+                staging.gather(0, self._staging, np.arange(self._staging.capacity))
+            self._staging = staging
+        return b
+
+    def _reset_batch(self, obs, seeds, mask) -> None:
+        n = _batch_size(obs)
+        if self._obs_spec is None and not self._ensure_obs_spec(_item(obs, 0)):
+            return
+        b = self._batch_state(n)
+        if b is None:
+            return
+        rows = np.arange(n) if mask is None else np.flatnonzero(np.asarray(mask, dtype=bool))
+        self._staging.put_rows(rows, obs)
+        b.episode[rows] += 1
+        b.t[rows] = 0
+        b.done[rows] = False
+        b.seeded[rows] = False
+        if seeds is not None:
+            if isinstance(seeds, (int, np.integer)):
+                seed_list = [int(seeds) + k for k in range(n)]
+            else:
+                seed_list = list(seeds)
+            for e in rows:
+                if seed_list[e] is not None:
+                    b.seed[e] = int(seed_list[e])
+                    b.seeded[e] = True
+
+    def step_batch(
+        self,
+        actions: Any,
+        next_obs: Any,
+        rewards: Any,
+        terminations: Any,
+        truncations: Any,
+        infos: Mapping | None = None,
+        *,
+        autoreset_mode: str = "next_step",
+        final_obs: Any = None,
+        logp: Any = None,
+        entropy: Any = None,
+        value: Any = None,
+        q: Any = None,
+        policy_version: Any = None,
+        reward_terms: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record one step of a vector env (arguments in ``envs.step`` order).
+
+        ``autoreset_mode`` follows Gymnasium 1.x: with ``"next_step"`` (its
+        default) the call after a sub-env finished is that sub-env's reset and
+        is not recorded as a transition; with ``"same_step"`` ``next_obs``
+        already holds the reset observation and the true last observation comes
+        from ``final_obs`` (or ``infos["final_obs"]``); with ``"disabled"``
+        finished sub-envs must be reset with ``reset_batch(..., mask=...)``.
+        Policy data are arrays with one entry per sub-env (``q``: one row).
+        """
+        if self._closed:
+            self._drop("step after close")
+            return
+        if autoreset_mode not in AUTORESET_MODES:
+            raise ConfigError(f"autoreset_mode must be one of {', '.join(AUTORESET_MODES)}, got {autoreset_mode!r}")
+        try:
+            self._step_batch(actions, next_obs, rewards, terminations, truncations, infos, autoreset_mode,
+                             final_obs, logp, entropy, value, q, policy_version, reward_terms)
+        except Exception as exc:
+            self._drop(f"step_batch: {type(exc).__name__}: {exc}")
+
+    def _step_batch(self, actions, next_obs, rewards, terminations, truncations, infos, autoreset_mode,
+                    final_obs, logp, entropy, value, q, policy_version, reward_terms) -> None:
+        rewards = np.asarray(rewards, dtype=np.float64).ravel()
+        terminations = np.asarray(terminations, dtype=bool).ravel()
+        truncations = np.asarray(truncations, dtype=bool).ravel()
+        n = len(rewards)
+        b = self._batch
+        if b is None or len(b) < n or b.episode[:n].min() < 0:
+            if not self._envs:
+                self._drop("step_batch without reset_batch before it: first observations unknown")
+                self._reset_batch(next_obs, None, None)
+            else:
+                self._batch_state(n)  # counts the mixed use
+            self.global_step += n
+            return
+        if not self._capacity:
+            if self._act_spec is None:
+                self._act_spec = self._infer_action_spec(_item(actions, 0))
+            self._allocate(min_rows=n)
+        was_done = b.done[:n].copy()
+        any_was_done = was_done.any()
+        if any_was_done:
+            if autoreset_mode == "disabled":
+                self._drop("step_batch on a finished sub-env that was not reset (autoreset disabled)")
+            idx = np.flatnonzero(~was_done)  # NEXT_STEP: these sub-envs' calls are their resets
+            sel: slice | np.ndarray = idx
+            k = len(idx)
+        else:
+            idx = None
+            sel = slice(0, n)  # every sub-env took a step: slices, no fancy indexing
+            k = n
+        if self._n + k > self._capacity:
+            self._flush()
+        i = self._n
+        done = terminations | truncations
+        any_done = done.any()
+        now = time.perf_counter()
+        if k:
+            sl = slice(i, i + k)
+            self._obs.gather(i, self._staging, sel)
+            self._action.set_rows(i, actions, sel)
+            f = self._fields
+            f["env_index"][sl] = np.arange(n)[sel]
+            f["episode"][sl] = b.episode[sel]
+            f["t"][sl] = b.t[sel]
+            f["global_step"][sl] = self.global_step
+            f["phase"][sl] = self._phase_code
+            f["wall_time"][sl] = now - self._t0
+            f["reward"][sl] = rewards[sel]
+            f["terminated"][sl] = terminations[sel]
+            f["truncated"][sl] = truncations[sel]
+            if b.seeded[:n].any():
+                seeded = np.flatnonzero(b.seeded[:n][sel])
+                envs = seeded if idx is None else idx[seeded]
+                self._reset_seed.extend((i + seeded).tolist(), b.seed[envs].tolist())
+                b.seeded[envs] = False
+            row_ids = range(i, i + k)
+            if infos:
+                self._add_batch_info(i, sel, infos)
+            for name, vals in (reward_terms or {}).items():
+                vals = np.broadcast_to(np.asarray(vals, dtype=np.float64).ravel(), (n,))[sel]
+                self._terms.setdefault(str(name), Sparse()).extend(row_ids, vals.tolist())
+            for name, vals in (("logp", logp), ("entropy", entropy), ("value", value), ("policy_version", policy_version)):
+                if vals is not None:
+                    arr = np.broadcast_to(np.asarray(vals, dtype=np.int64 if name == "policy_version" else np.float64).ravel(), (n,))
+                    self._policy.setdefault(name, Sparse()).extend(row_ids, arr[sel].tolist())
+            if q is not None:
+                self._q.extend(row_ids, list(np.asarray(q, dtype=np.float32).reshape(n, -1)[sel]))
+            if any_done:
+                ended = np.flatnonzero(done[sel])
+                if len(ended):
+                    source = next_obs
+                    if autoreset_mode == "same_step":
+                        source = final_obs if final_obs is not None else (infos or {}).get("final_obs")
+                        if source is None:
+                            self._drop("same_step autoreset without final_obs: last observations not recorded", len(ended))
+                    if source is not None:
+                        for p in ended:
+                            e = int(p) if idx is None else int(idx[p])
+                            self._final_obs.add(i + int(p), snapshot(_item(source, e)))
+                    self._episodes_done += len(ended)
+            self._n = i + k
+            b.t[:n][sel] += 1
+        self.global_step += n
+
+        # per sub-env state, and the observations of the next call
+        if not any_done and not any_was_done:
+            self._staging.put_rows(slice(0, n), next_obs)
+        else:
+            active = ~was_done
+            finished = active & done
+            if autoreset_mode == "same_step":  # next_obs already holds the reset observation
+                b.episode[:n][finished] += 1
+                b.t[:n][finished] = 0
+                stage = np.flatnonzero(active)
+            else:
+                b.done[:n] |= finished
+                if autoreset_mode == "next_step":  # this call was the reset of the sub-envs done before
+                    b.episode[:n][was_done] += 1
+                    b.t[:n][was_done] = 0
+                    b.done[:n][was_done] = False
+                    stage = np.flatnonzero((active & ~done) | was_done)
+                else:
+                    stage = np.flatnonzero(active & ~done)
+            if len(stage):
+                self._staging.put_rows(stage, next_obs)
+        if self._n >= self._capacity or now >= self._next_flush:
+            self._flush()
+
+    def _add_batch_info(self, i: int, sel: np.ndarray | slice, infos: Mapping, prefix: str = "") -> None:
+        """Gymnasium vector infos: ``{key: array, "_key": mask}``, nested dicts allowed."""
+        terms_prefix = self.info_prefix
+        for key, v in infos.items():
+            if not isinstance(key, str) or key.startswith("_") or (not prefix and key in ("final_obs", "final_info")):
+                continue
+            name = f"{prefix}{key}"
+            if isinstance(v, Mapping):
+                self._add_batch_info(i, sel, v, name + ".")
+                continue
+            mask = infos.get("_" + key)
+            try:
+                values = np.asarray(v)[sel]
+                if mask is None:
+                    pos = np.arange(len(values))
+                else:
+                    pos = np.flatnonzero(np.asarray(mask, dtype=bool)[sel])
+                    values = values[pos]
+                if not len(pos):
+                    continue
+                vals = _scalars(values)
+            except (TypeError, IndexError, ValueError) as exc:
+                self._drop(f"info[{name!r}]: {exc} is not a scalar (not stored)")
+                continue
+            if terms_prefix is not None and not prefix and name.startswith(terms_prefix) and len(name) > len(terms_prefix):
+                col = self._terms.setdefault(name[len(terms_prefix):], Sparse())
+                vals = [float(x) for x in vals]
+            else:
+                col = self._info.setdefault(name, Sparse())
+            col.extend((i + pos).tolist(), vals)
