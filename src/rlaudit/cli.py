@@ -285,7 +285,7 @@ def _emit_result(result, fmt: str, max_rows: int) -> None:
             click.echo(f"({len(shown)} row{'s' if len(shown) != 1 else ''})")
         return
     reader = result.relation.to_arrow_reader()
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
