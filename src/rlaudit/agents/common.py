@@ -192,3 +192,20 @@ def check_hidden_sizes(name: str, value) -> tuple[int, ...]:
     if not sizes or any(s <= 0 for s in sizes):
         raise ConfigError(f"{name} must be a non-empty list of positive sizes; found {value!r}")
     return sizes
+
+
+def clip_grad_norm(parameters, max_norm: float):
+    """Scale gradients so that their global L2 norm is at most ``max_norm``.
+
+    The same computation as ``torch.nn.utils.clip_grad_norm_`` (norm over all
+    gradients, scale by max_norm / (norm + 1e-6) when above), without its
+    per-call argument handling, which costs as much as the clipping on these
+    small networks. Returns the norm before clipping (a 0-d tensor).
+    """
+    import torch
+
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    scale = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+    torch._foreach_mul_(grads, scale)
+    return norm

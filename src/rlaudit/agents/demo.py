@@ -20,8 +20,8 @@ heuristics, whose rules do not change):
   can only cut pay) until it burns out: the reference's "salary trap", which
   the reference produced by accident through its damped target network. The
   proxy reward looks healthy while the auditor column ``info.burnout`` reaches
-  1.0 in almost every episode (measured: every training episode after the
-  30th, seeds 0-2).
+  1.0 in almost every episode (measured, seeds 0-2: 99-100 % of training and
+  94-100 % of evaluation episodes, about 40 steps long instead of 200).
 
 Re-running the demo into the same store skips every run whose file already
 exists (runs are deterministic, so a re-run would record the same steps); an

@@ -46,6 +46,7 @@ from rlaudit.agents.common import (
     check_hidden_sizes,
     check_positive,
     check_range,
+    clip_grad_norm,
 )
 from rlaudit.errors import ConfigError
 
@@ -147,13 +148,12 @@ class DQNAgent:
         self.target_net.requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=config.learning_rate, fused=True)
 
-        # Replay buffer: preallocated numpy arrays used as a ring.
-        n = config.buffer_size
-        self.buf_obs = np.zeros((n, self.obs_dim), dtype=np.float32)
-        self.buf_next_obs = np.zeros((n, self.obs_dim), dtype=np.float32)
-        self.buf_action = np.zeros(n, dtype=np.int64)
-        self.buf_reward = np.zeros(n, dtype=np.float32)
-        self.buf_terminated = np.zeros(n, dtype=np.float32)
+        # Replay buffer: one preallocated float32 table used as a ring, a row
+        # per transition: obs | next_obs | action | reward | terminated. One
+        # table means one gather per batch.
+        d = self.obs_dim
+        self.buffer = np.zeros((config.buffer_size, 2 * d + 3), dtype=np.float32)
+        self._cols = (slice(0, d), slice(d, 2 * d), 2 * d, 2 * d + 1, 2 * d + 2)
         self.buf_pos = 0
         self.buf_len = 0
 
@@ -209,13 +209,15 @@ class DQNAgent:
     def observe(self, obs, action, reward, next_obs, terminated, truncated) -> dict[str, float] | None:
         """Store the transition; run a gradient update when one is due."""
         i = self.buf_pos
-        self.buf_obs[i] = obs
-        self.buf_next_obs[i] = next_obs
-        self.buf_action[i] = action
-        self.buf_reward[i] = reward
+        c_obs, c_next, c_action, c_reward, c_term = self._cols
+        row = self.buffer[i]
+        row[c_obs] = obs
+        row[c_next] = next_obs
+        row[c_action] = action
+        row[c_reward] = reward
         # Only a real termination ends the bootstrap; a truncated episode's
         # next_obs is the true next state and its value still counts.
-        self.buf_terminated[i] = float(terminated)
+        row[c_term] = float(terminated)
         self.buf_pos = (i + 1) % self.config.buffer_size
         self.buf_len = min(self.buf_len + 1, self.config.buffer_size)
         self.steps += 1
@@ -227,11 +229,11 @@ class DQNAgent:
         """One gradient step on a uniform replay batch, then epsilon decay and target update."""
         cfg = self.config
         idx = self.rng.integers(0, self.buf_len, size=cfg.batch_size)
-        obs = torch.from_numpy(self.buf_obs[idx])
-        next_obs = torch.from_numpy(self.buf_next_obs[idx])
-        actions = torch.from_numpy(self.buf_action[idx])
-        rewards = torch.from_numpy(self.buf_reward[idx])
-        terminated = torch.from_numpy(self.buf_terminated[idx])
+        batch = torch.from_numpy(self.buffer[idx])
+        c_obs, c_next, c_action, c_reward, c_term = self._cols
+        obs, next_obs = batch[:, c_obs], batch[:, c_next]
+        actions = batch[:, c_action].long()
+        rewards, terminated = batch[:, c_reward], batch[:, c_term]
 
         # TD target r + gamma * max_a' Q_target(s', a'), cut only at termination.
         with torch.no_grad():
@@ -244,7 +246,7 @@ class DQNAgent:
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.q_net.parameters(), cfg.max_grad_norm)
+        grad_norm = clip_grad_norm(self.q_net.parameters(), cfg.max_grad_norm)
         self.optimizer.step()
         self.updates += 1
 
@@ -255,16 +257,18 @@ class DQNAgent:
             self._update_target()
 
         with torch.no_grad():
-            td = (target - q_taken).abs()
-            return {
-                "loss": float(loss),
-                "q_mean": float(q_taken.mean()),
-                "q_max": float(q_all.max()),
-                "td_error": float(td.mean()),
-                "epsilon": float(self.epsilon),
-                "grad_norm": float(grad_norm),
-                "learning_rate": float(self.optimizer.param_groups[0]["lr"]),
-            }
+            loss_v, q_mean, q_max, td_error, grad_norm_v = torch.stack(
+                [loss, q_taken.mean(), q_all.max(), (target - q_taken).abs().mean(), grad_norm]
+            ).tolist()
+        return {
+            "loss": loss_v,
+            "q_mean": q_mean,
+            "q_max": q_max,
+            "td_error": td_error,
+            "epsilon": float(self.epsilon),
+            "grad_norm": grad_norm_v,
+            "learning_rate": float(self.optimizer.param_groups[0]["lr"]),
+        }
 
     def _update_target(self) -> None:
         tau = self.config.tau

@@ -47,6 +47,7 @@ from rlaudit.agents.common import (
     check_hidden_sizes,
     check_positive,
     check_range,
+    clip_grad_norm,
 )
 from rlaudit.errors import ConfigError
 
@@ -290,7 +291,7 @@ class PPOAgent:
 
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
+                grad_norm = clip_grad_norm(self.net.parameters(), cfg.max_grad_norm)
                 self.optimizer.step()
 
                 with torch.no_grad():
