@@ -131,6 +131,24 @@ def test_full_demo_finishes_and_learners_learn(tmp_path):
     runs = listed(tmp_path)
     assert len(runs) == len(demo_protocols()) and set(runs.values()) == {"complete"}
 
+    import duckdb
+
+    def episodes(run_id, phase):
+        """(return, final burnout) of each episode of a phase."""
+        return duckdb.sql(
+            "SELECT sum(reward), last(info.burnout ORDER BY t) FROM read_parquet($path) "
+            "WHERE phase = $phase GROUP BY episode ORDER BY episode",
+            params={"path": str(tmp_path / f"{run_id}.parquet"), "phase": phase},
+        ).fetchall()
+
+    for agent in ("dqn", "ppo"):
+        for seed in (0, 1, 2):
+            final_eval = episodes(f"{agent}-short_term_v1-stable-s{seed}", "eval")[-10:]
+            assert sum(r for r, _ in final_eval) / 10 > 150
+    for seed in (0, 1, 2):  # the reward-hacking runs burn out: the salary trap
+        train = episodes(f"dqn-salary_only-stable-s{seed}", "train")
+        assert sum(b >= 1.0 for _, b in train) / len(train) > 0.8
+
 
 def test_importing_agents_does_not_import_torch():
     code = (
@@ -139,3 +157,18 @@ def test_importing_agents_does_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_learners_without_torch_are_a_one_line_error(tmp_path):
+    """With torch unimportable, `rlaudit train --agent ppo` says how to install it."""
+    code = (
+        "import sys; sys.modules['torch'] = None; "
+        "from rlaudit.cli import main; "
+        f"main(['train', '--agent', 'ppo', '--store', {str(tmp_path)!r}])"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "rlaudit: error: agent 'ppo' needs torch, which is not installed; "
+        "install it with: pip install 'rlaudit[torch]'"
+    )

@@ -99,6 +99,29 @@ def config_from_params(config_cls: type, agent: str, params: dict[str, Any]):
     return config
 
 
+def require_torch(agent: str) -> None:
+    """Raise ConfigError with the install command if torch is missing."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"agent {agent!r} needs torch, which is not installed; "
+            "install it with: pip install 'rlaudit[torch]'"
+        ) from None
+
+
+def learner_config_class(name: str):
+    """DQNConfig or PPOConfig (imports torch, after checking it is there)."""
+    require_torch(name)
+    if name == "dqn":
+        from rlaudit.agents.dqn import DQNConfig
+
+        return DQNConfig
+    from rlaudit.agents.ppo import PPOConfig
+
+    return PPOConfig
+
+
 def make_agent(name: str, observation_space, action_space, *, seed: int | None = None, **params):
     """Build the agent called ``name`` for the given spaces.
 
@@ -108,14 +131,14 @@ def make_agent(name: str, observation_space, action_space, *, seed: int | None =
     """
     check_agent_name(name)
     if name == "dqn":
-        from rlaudit.agents.dqn import DQNAgent, DQNConfig
+        config = config_from_params(learner_config_class("dqn"), "dqn", params)
+        from rlaudit.agents.dqn import DQNAgent
 
-        config = config_from_params(DQNConfig, "dqn", params)
         return DQNAgent(observation_space, action_space, config, seed=seed)
     if name == "ppo":
-        from rlaudit.agents.ppo import PPOAgent, PPOConfig
+        config = config_from_params(learner_config_class("ppo"), "ppo", params)
+        from rlaudit.agents.ppo import PPOAgent
 
-        config = config_from_params(PPOConfig, "ppo", params)
         return PPOAgent(observation_space, action_space, config, seed=seed)
     from rlaudit.agents.heuristics import make_heuristic
 

@@ -145,7 +145,10 @@ def run_demo(
     store_path = Path(store)
     summary = DemoSummary(store=str(store_path))
     todo: list[ExperimentProtocol] = []
-    for protocol in demo_protocols(quick=quick):
+    planned = demo_protocols(quick=quick)
+    for protocol in planned:
+        protocol.validate()  # fail before any run starts (e.g. torch missing)
+    for protocol in planned:
         run_id = protocol.run_id
         reason = None
         if (store_path / f"{run_id}{schema.STEPS_SUFFIX}").exists():

@@ -150,13 +150,9 @@ class ExperimentProtocol:
         envs.get_reward(self.reward, **self.reward_params)
         envs.EnvironmentParams.for_regime(self.regime, **self.env_params)
         if self.agent in LEARNING_AGENTS:
-            from rlaudit.agents.common import config_from_params
+            from rlaudit.agents.common import config_from_params, learner_config_class
 
-            if self.agent == "dqn":
-                from rlaudit.agents.dqn import DQNConfig as config_cls
-            else:
-                from rlaudit.agents.ppo import PPOConfig as config_cls
-            config_from_params(config_cls, self.agent, dict(self.agent_params))
+            config_from_params(learner_config_class(self.agent), self.agent, dict(self.agent_params))
         else:
             from rlaudit.agents.heuristics import make_heuristic
 
