@@ -50,6 +50,14 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+_RSS_AT_LOOP_START = [0.0]
+
+
+def _mark_loop_start() -> None:
+    """Peak RSS once imports are done and the env/recorder exist, just before the loop."""
+    _RSS_AT_LOOP_START[0] = _rss_mib()
+
+
 def _dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -104,6 +112,7 @@ def _single_loop(env, actions) -> None:
 def child_bare(kind, steps, out):
     env = _make_env(kind)
     actions = np.random.default_rng(SEED).integers(0, 2, steps).tolist()
+    _mark_loop_start()
     t0 = time.perf_counter()
     _single_loop(env, actions)
     return time.perf_counter() - t0, 0.0
@@ -114,6 +123,7 @@ def child_rlaudit(kind, steps, out):
 
     env = RecordTrajectory(_make_env(kind), out, "bench")
     actions = np.random.default_rng(SEED).integers(0, 2, steps).tolist()
+    _mark_loop_start()
     t0 = time.perf_counter()
     _single_loop(env, actions)
     t1 = time.perf_counter()
@@ -159,6 +169,7 @@ def child_floor(kind, steps, out):
         writer.write_table(table)
 
     perf = time.perf_counter
+    _mark_loop_start()
     t0 = perf()
     obs, _ = env.reset(seed=SEED)
     i = episode = t = 0
@@ -195,6 +206,7 @@ def child_rewardscope(kind, steps, out):
 
     env = RewardScopeWrapper(_make_env(kind), run_name="bench", storage_dir=str(out))
     actions = np.random.default_rng(SEED).integers(0, 2, steps).tolist()
+    _mark_loop_start()
     t0 = time.perf_counter()
     _single_loop(env, actions)
     t1 = time.perf_counter()
@@ -208,6 +220,7 @@ def child_minari(kind, steps, out):
 
     env = DataCollector(_make_env(kind))
     actions = np.random.default_rng(SEED).integers(0, 2, steps).tolist()
+    _mark_loop_start()
     t0 = time.perf_counter()
     _single_loop(env, actions)
     t1 = time.perf_counter()
@@ -228,6 +241,7 @@ def child_vec8_bare(kind, steps, out):
     import gymnasium as gym
 
     envs = gym.make_vec("CartPole-v1", 8, vectorization_mode="sync")
+    _mark_loop_start()
     t0 = time.perf_counter()
     _vec_loop(envs, steps)
     return time.perf_counter() - t0, 0.0
@@ -239,6 +253,7 @@ def child_vec8_rlaudit(kind, steps, out):
     from rlaudit import RecordVectorTrajectory
 
     envs = RecordVectorTrajectory(gym.make_vec("CartPole-v1", 8, vectorization_mode="sync"), out, "bench")
+    _mark_loop_start()
     t0 = time.perf_counter()
     _vec_loop(envs, steps)
     t1 = time.perf_counter()
@@ -255,6 +270,7 @@ def child_flat(kind, steps, out):
     tenth = steps // 10
     rates = []
     env.reset(seed=SEED)
+    _mark_loop_start()
     t_start = time.perf_counter()
     for _ in range(10):
         actions = rng.integers(0, 2, tenth).tolist()
@@ -298,7 +314,7 @@ def run_child(variant: str, steps: int) -> dict:
         return {
             "variant": variant, "steps": steps, "loop_s": loop_s, "close_s": close_s,
             "total_s": loop_s + close_s, "bytes": _dir_bytes(out), "rss_before_mib": rss_before,
-            "rss_peak_mib": _rss_mib(), "foreign_cores": round(foreign, 2),
+            "rss_peak_mib": _rss_mib(), "rss_loop_start_mib": _RSS_AT_LOOP_START[0], "foreign_cores": round(foreign, 2),
             "torch_imported": "torch" in sys.modules, **extra,
         }
     finally:
@@ -377,8 +393,8 @@ def summarise(results: dict[str, list[dict]], flat: dict | None) -> str:
         rows = results.get(v)
         return None if not rows else statistics.median(r["total_s"] / r["steps"] * 1e6 for r in rows)
 
-    lines = ["| variant | steps × reps | µs/step (median) | added µs/step vs bare | × bare overhead of rlaudit | bytes/step | peak RSS MiB | RSS above bare MiB | foreign cores |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| variant | steps × reps | µs/step (median) | added µs/step vs bare | added ÷ rlaudit's added | bytes/step | peak RSS MiB | peak RSS above bare MiB | growth during the run MiB | foreign cores |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     bases = {"cartpole": per_step("bare"), "vec8": per_step("vec8_bare"), "img": per_step("img_bare"), "short": per_step("bare_short")}
     rss_base = {"cartpole": results.get("bare"), "vec8": results.get("vec8_bare"), "img": results.get("img_bare"), "short": results.get("bare_short")}
     rl_added = (per_step("rlaudit") or 0) - (bases["cartpole"] or 0)
@@ -393,7 +409,8 @@ def summarise(results: dict[str, list[dict]], flat: dict | None) -> str:
         rss_above = rss - _median(base_rows, "rss_peak_mib") if base_rows else float("nan")
         bps = _median(rows, "bytes") / rows[0]["steps"]
         foreign = ", ".join(str(r["foreign_cores"]) for r in rows)
-        lines.append(f"| {v} | {rows[0]['steps']:,} × {len(rows)} | {us:.2f} | {added:.2f} | {ratio:.1f} | {bps:.1f} | {rss:.0f} | {rss_above:.1f} | {foreign} |")
+        growth = statistics.median(r["rss_peak_mib"] - r["rss_loop_start_mib"] for r in rows)
+        lines.append(f"| {v} | {rows[0]['steps']:,} × {len(rows)} | {us:.2f} | {added:.2f} | {ratio:.1f} | {bps:.1f} | {rss:.0f} | {rss_above:.1f} | {growth:.1f} | {foreign} |")
     if "floor" in results and "rlaudit" in results:
         floor_added = per_step("floor") - bases["cartpole"]
         lines.append("")

@@ -306,6 +306,7 @@ class Recorder(BatchRecording):
         cap = max(1, min(self.flush_steps, MAX_BUFFER_BYTES // per_row))
         cap = max(cap, len(self._envs), min_rows)
         self._capacity = cap
+        self._manifest["recorder"]["flush_rows"] = cap
         self._obs = make_column(self._obs_spec, cap)
         # plain numeric observations are written with one numpy assignment, no method call
         self._obs_direct = self._obs.data if type(self._obs) is ArrayColumn else None
@@ -792,9 +793,8 @@ class Recorder(BatchRecording):
                     "ended_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "duration_s": round(duration, 6),
                     "error": error,
-                    "counts": {"episodes": self._episodes_done},
+                    "counts": {"episodes": self._episodes_done, "abandoned_episodes": self._abandoned},
                 },
-                row_group_rows=max(self.flush_steps, 1),
             )
             return self.path
         except Exception as exc:

@@ -168,8 +168,8 @@ def conform(table: pa.Table, target: pa.Schema) -> pa.Table:
     arrays = []
     for field in target:
         if field.name in table.column_names:
-            col = table.column(field.name).combine_chunks()
-            arrays.append(conform_array(col, field.type))
+            col = table.column(field.name)
+            arrays.append(col if col.type == field.type else conform_array(col.combine_chunks(), field.type))
         else:
             arrays.append(pa.nulls(table.num_rows, field.type))
     return pa.Table.from_arrays(arrays, schema=target)
@@ -191,8 +191,9 @@ def read_segments(paths: list[Path]) -> tuple[list[tuple[Path, pq.ParquetFile]],
     return files, bad
 
 
-#: Segments this large on average are joined byte-wise; smaller ones are
-#: re-encoded so the final file does not keep many tiny row groups.
+#: Segments this large on average (or half a full flush, for large rows such
+#: as images) are joined byte-wise; smaller ones are re-encoded so the final
+#: file does not keep many tiny row groups.
 MIN_CONCAT_ROWS = 4096
 
 
@@ -207,7 +208,8 @@ def _merge(segments: list[tuple[Path, pq.ParquetFile]], out: Path, metadata: dic
     files = [f for _, f in segments]
     joined = False
     try:
-        if sum(f.metadata.num_rows for f in files) >= MIN_CONCAT_ROWS * len(files):
+        rows_total = sum(f.metadata.num_rows for f in files)
+        if rows_total >= len(files) * min(MIN_CONCAT_ROWS, max(row_group_rows // 2, 1)):
             try:
                 rows = concat_segments([p for p, _ in segments], tmp, metadata)
                 joined = True
@@ -255,7 +257,7 @@ def _ended_rows(f: pq.ParquetFile) -> int:
     return int(pc.sum(pc.or_(t["terminated"], t["truncated"])).as_py() or 0)
 
 
-def finalize_run(parts_dir: Path, status: str, updates: dict[str, Any] | None = None, row_group_rows: int = 65536) -> dict[str, Any]:
+def finalize_run(parts_dir: Path, status: str, updates: dict[str, Any] | None = None) -> dict[str, Any]:
     """Merge a parts folder into ``<run_id>.parquet`` (+ metrics) and remove it.
 
     Returns the final manifest.  Crash-safe at every point: the parts folder
@@ -263,6 +265,8 @@ def finalize_run(parts_dir: Path, status: str, updates: dict[str, Any] | None = 
     """
     manifest = read_parts_manifest(parts_dir)
     manifest.update(updates or {})
+    # rows of a full flush: the row-group size of a re-encoded file
+    row_group_rows = int((manifest.get("recorder") or {}).get("flush_rows") or 65536)
     run_id = manifest["run_id"]
     store = parts_dir.parent
     steps_path, metrics_path, _ = final_paths(store, run_id)
