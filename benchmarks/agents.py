@@ -76,8 +76,10 @@ def heuristic_speed(store: Path) -> list[str]:
 
 def learner_runs(store: Path, seeds: list[int], episodes: int) -> list[str]:
     lines = [
-        "| agent | seed | final greedy eval | first eval ≥ 170 (after episode) | last-10 training return "
-        "| steps | updates | wall s | CPU s |",
+        (
+            "| agent | seed | final greedy eval | first eval ≥ 170 (after episode) | last-10 training return "
+            "| steps | updates | wall s | CPU s |"
+        ),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for agent in ("dqn", "ppo"):

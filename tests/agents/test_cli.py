@@ -166,9 +166,18 @@ def test_learners_without_torch_are_a_one_line_error(tmp_path):
         "from rlaudit.cli import main; "
         f"main(['train', '--agent', 'ppo', '--store', {str(tmp_path)!r}])"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         "rlaudit: error: agent 'ppo' needs torch, which is not installed; "
         "install it with: pip install 'rlaudit[torch]'"
     )
+
+
+def test_every_public_agents_name_resolves():
+    pytest.importorskip("torch")
+    import rlaudit.agents as agents
+
+    for name in agents.__all__:
+        assert getattr(agents, name) is not None
+    assert agents.list_agents()[:2] == ["dqn", "ppo"]

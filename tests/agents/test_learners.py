@@ -10,10 +10,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from rlaudit.agents.common import make_agent, torch_settings  # noqa: E402
-from rlaudit.agents.dqn import DQNAgent, DQNConfig  # noqa: E402
-from rlaudit.agents.ppo import PPOAgent, PPOConfig  # noqa: E402
-from rlaudit.errors import ConfigError  # noqa: E402
+from rlaudit.agents.common import make_agent, torch_settings
+from rlaudit.agents.dqn import DQNAgent, DQNConfig
+from rlaudit.agents.ppo import PPOAgent, PPOConfig
+from rlaudit.errors import ConfigError
 
 OBS_SPACE = gym.spaces.Box(low=-1.0, high=1.0, shape=(4,), dtype=np.float32)
 ACT_SPACE = gym.spaces.Discrete(2)
@@ -64,7 +64,7 @@ def _fit_one_state(agent, *, terminated, truncated, updates):
 
 
 def test_dqn_bootstraps_through_truncation_but_not_termination():
-    cfg = dict(gamma=0.5, learning_rate=1e-2, batch_size=8, buffer_size=64, target_update_interval=10)
+    cfg = {"gamma": 0.5, "learning_rate": 1e-2, "batch_size": 8, "buffer_size": 64, "target_update_interval": 10}
     truncated = DQNAgent(OBS_SPACE, ACT_SPACE, DQNConfig(**cfg), seed=0)
     terminated = DQNAgent(OBS_SPACE, ACT_SPACE, DQNConfig(**cfg), seed=0)
     q_trunc = _fit_one_state(truncated, terminated=False, truncated=True, updates=500)
@@ -75,7 +75,7 @@ def test_dqn_bootstraps_through_truncation_but_not_termination():
 
 def test_dqn_target_update_fix_removes_the_myopia():
     """The reference's tau=0.005 every 100 updates barely bootstraps; the default copies."""
-    cfg = dict(gamma=0.9, learning_rate=1e-2, batch_size=8, buffer_size=64)
+    cfg = {"gamma": 0.9, "learning_rate": 1e-2, "batch_size": 8, "buffer_size": 64}
     fixed = DQNAgent(OBS_SPACE, ACT_SPACE, DQNConfig(**cfg), seed=0)
     reference = DQNAgent(OBS_SPACE, ACT_SPACE, DQNConfig(**cfg, tau=0.005), seed=0)
     q_fixed = _fit_one_state(fixed, terminated=False, truncated=False, updates=1500)

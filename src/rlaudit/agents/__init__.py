@@ -32,12 +32,31 @@ _LAZY = {
     "Evaluation": "rlaudit.agents.experiments",
     "Progress": "rlaudit.agents.experiments",
     "run_experiment": "rlaudit.agents.experiments",
-    "DemoRun": "rlaudit.agents.demo",
+    "DemoSummary": "rlaudit.agents.demo",
     "demo_protocols": "rlaudit.agents.demo",
     "run_demo": "rlaudit.agents.demo",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "LEARNING_AGENTS",
+    "Agent",
+    "DQNAgent",
+    "DQNConfig",
+    "DemoSummary",
+    "Evaluation",
+    "ExperimentProtocol",
+    "ExperimentResult",
+    "PPOAgent",
+    "PPOConfig",
+    "Progress",
+    "demo_protocols",
+    "list_agents",
+    "make_agent",
+    "make_heuristic",
+    "run_demo",
+    "run_experiment",
+    "torch_settings",
+]
 
 
 def __getattr__(name: str):

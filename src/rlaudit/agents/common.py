@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+from collections.abc import Iterator
 from dataclasses import fields
-from typing import Any, Iterator, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from rlaudit.errors import ConfigError
 
@@ -184,7 +185,7 @@ def torch_settings(threads: int | None = 1, deterministic: bool = True) -> Itera
 
 def build_mlp(sizes: list[int], activation: str, *, final_activation: bool = False):
     """Linear layers of the given sizes with ``activation`` between them."""
-    import torch.nn as nn
+    from torch import nn
 
     act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
     layers: list[nn.Module] = []

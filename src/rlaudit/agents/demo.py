@@ -33,12 +33,16 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from rlaudit.agents.experiments import ExperimentProtocol, ExperimentResult, run_experiment
+from rlaudit.agents.experiments import (
+    ExperimentProtocol,
+    ExperimentResult,
+    run_experiment,
+)
 from rlaudit.errors import ConfigError
 
 HEURISTIC_BASELINES = (

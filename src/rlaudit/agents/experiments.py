@@ -25,9 +25,10 @@ import dataclasses
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -91,9 +92,9 @@ class ExperimentProtocol:
 
     # --- validation -----------------------------------------------------------
 
-    def validate(self) -> "ExperimentProtocol":
+    def validate(self) -> ExperimentProtocol:
         """Check every field; raise ConfigError saying what was expected and found."""
-        import rlaudit.envs as envs
+        from rlaudit import envs
 
         for key in ("agent", "reward", "regime"):
             if not isinstance(getattr(self, key), str):
@@ -168,7 +169,7 @@ class ExperimentProtocol:
         return d
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "ExperimentProtocol":
+    def from_dict(cls, values: dict[str, Any]) -> ExperimentProtocol:
         """Inverse of :meth:`to_dict`; unknown keys are a ConfigError. Validates."""
         if not isinstance(values, dict):
             raise ConfigError(f"a protocol must be a mapping of field names to values; found {type(values).__name__}")
@@ -241,8 +242,10 @@ class ExperimentResult:
         """A few human-readable lines with the headline numbers."""
         last = self.train_returns[-10:]
         lines = [
-            f"run {self.run_id}: {self.episodes} training episodes, {self.train_steps:,} training steps "
-            f"({self.total_steps:,} with evaluation), {self.updates:,} updates, {self.wall_time:.1f} s",
+            (
+                f"run {self.run_id}: {self.episodes} training episodes, {self.train_steps:,} training steps "
+                f"({self.total_steps:,} with evaluation), {self.updates:,} updates, {self.wall_time:.1f} s"
+            ),
             f"  training return: mean of last {len(last)} episodes {np.mean(last):.2f}",
         ]
         if self.evaluations:

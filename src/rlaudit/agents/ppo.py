@@ -33,13 +33,12 @@ rollouts spanning episode boundaries.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn as nn
+from torch import nn
 
 from rlaudit.agents.common import (
     build_mlp,
