@@ -464,7 +464,9 @@ def _train_protocol(ctx, protocol_file, options: dict):
         except (OSError, ValueError) as exc:
             raise ConfigError(f"--protocol {protocol_file}: expected a JSON protocol file ({exc})") from None
         if isinstance(values, dict) and isinstance(values.get("protocol"), dict):
-            values = values["protocol"]  # a run manifest or an ExperimentResult dump
+            values = values["protocol"]  # an ExperimentResult dump (train --json)
+        elif isinstance(values, dict) and isinstance((values.get("config") or {}).get("protocol"), dict):
+            values = values["config"]["protocol"]  # a run manifest
         if not isinstance(values, dict):
             raise ConfigError(f"--protocol {protocol_file}: expected a JSON object of protocol fields")
     for name, value in options.items():

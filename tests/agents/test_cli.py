@@ -61,7 +61,15 @@ def test_train_learner_with_steps_and_protocol_file(tmp_path):
     assert again.exit_code == 0, again.output
     replay = json.loads(again.stdout)["protocol"]
     assert replay == {**data["protocol"], "seed": 1, "name": "again"}
-    assert listed(tmp_path) == {"ppo-short_term_v1-stable-s0": "complete", "again": "complete"}
+    # ... and so does the manifest stored in the run file
+    manifest = pq.read_schema(tmp_path / "again.parquet").metadata[b"rlaudit.manifest"]
+    (tmp_path / "manifest.json").write_bytes(manifest)
+    third = run_cli("train", "--protocol", tmp_path / "manifest.json", "--run-id", "third",
+                    "--store", tmp_path, "--json")
+    assert third.exit_code == 0, third.output
+    assert json.loads(third.stdout)["protocol"] == {**replay, "name": "third"}
+    assert listed(tmp_path) == {"ppo-short_term_v1-stable-s0": "complete", "again": "complete",
+                                "third": "complete"}
 
 
 @pytest.mark.parametrize(
