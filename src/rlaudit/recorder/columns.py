@@ -244,7 +244,7 @@ class Sparse:
 
 def _scalar_type(values: list[Any]) -> pa.DataType:
     """Column type of normalised info values: bool < float64 < string."""
-    kinds = {type(v) for v in values}
+    kinds = set(map(type, values))
     if str in kinds:
         return pa.string()
     if kinds == {bool}:

@@ -44,6 +44,14 @@ _PHASE_DICT = pa.array(list(schema.PHASES), pa.string())
 _POLICY_TYPES = {f.name: f.type for f in schema.POLICY_SCALAR_FIELDS}
 
 _open_recorders: "weakref.WeakSet[Recorder]" = weakref.WeakSet()
+
+
+class _Missing:
+    """Marks an info key absent from one step's dict."""
+
+
+_MISSING = _Missing()
+_PLAIN = {float, int, bool, str}
 _perf_counter = time.perf_counter
 
 # The scalar columns of a step, written with one structured-row assignment.
@@ -323,6 +331,8 @@ class Recorder(BatchRecording):
         self._final_obs = Sparse()
         self._reset_seed = Sparse()
         self._info: dict[str, Sparse] = {}
+        self._info_rows: list[int] = []
+        self._info_dicts: list[dict] = []
         self._terms: dict[str, Sparse] = {}
         self._policy: dict[str, Sparse] = {}
         self._q = Sparse()
@@ -468,8 +478,9 @@ class Recorder(BatchRecording):
             if st.seed is not None:
                 self._reset_seed.add(i, st.seed)
                 st.seed = None
-            if info:
-                self._add_info(i, info)
+            if info:  # copied now, turned into columns at flush (one pass per key, not per step)
+                self._info_rows.append(i)
+                self._info_dicts.append(dict(info))
             if self.component_fns:
                 self._add_components(i, self._obs_value(i), action, info or {})
             if reward_terms:
@@ -554,26 +565,70 @@ class Recorder(BatchRecording):
 
     # -- dynamic columns -------------------------------------------------------
 
+    def _fold_info(self) -> None:
+        """Turn the info dicts logged since the last flush into columns, key by key.
+
+        Keys whose values are plain bool / int / float / str take a fast path;
+        anything else (numpy scalars, nested dicts, None, arrays) goes value by
+        value through ``_add_info``, which flattens, converts or counts it.
+        """
+        rows, dicts = self._info_rows, self._info_dicts
+        if not rows:
+            return
+        self._info_rows, self._info_dicts = [], []
+        keys: dict = {}
+        for d in dicts:
+            keys.update(d)
+        prefix = self.info_prefix
+        for key in keys:
+            values = [d.get(key, _MISSING) for d in dicts]
+            kinds = set(map(type, values))
+            missing = _Missing in kinds
+            kinds.discard(_Missing)
+            is_term = prefix is not None and type(key) is str and key.startswith(prefix) and len(key) > len(prefix)
+            if type(key) is not str or not kinds <= _PLAIN or (is_term and str in kinds):
+                for r, d in zip(rows, dicts):
+                    if key in d:
+                        self._add_info(r, {key: d[key]})
+                continue
+            key_rows = rows
+            if missing:
+                pairs = [(r, v) for r, v in zip(rows, values) if v is not _MISSING]
+                key_rows, values = [p[0] for p in pairs], [p[1] for p in pairs]
+            if is_term:
+                target = self._terms.setdefault(key[len(prefix):], Sparse())
+            else:
+                target = self._info.setdefault(key, Sparse())
+            target.extend(key_rows, values)
+
     def _add_info(self, i: int, info: Mapping, prefix: str = "") -> None:
         terms_prefix = self.info_prefix
+        columns = self._info
         for key, v in info.items():
-            key = f"{prefix}{key}"
+            if prefix or type(key) is not str:
+                key = f"{prefix}{key}"
+            t = type(v)
+            if t is float or t is bool or t is str:  # the common case first: no isinstance chains
+                pass
+            elif t is int:
+                v = float(v)
+            elif v is None:
+                continue
+            elif isinstance(v, Mapping):
+                self._add_info(i, v, key + ".")
+                continue
+            else:
+                try:
+                    v = normalise(v)
+                except TypeError as exc:
+                    self._drop(f"info[{key!r}]: {exc} is not a scalar (not stored)")
+                    continue
             if terms_prefix is not None and not prefix and key.startswith(terms_prefix) and len(key) > len(terms_prefix):
                 self._add_term(i, key[len(terms_prefix):], v)
                 continue
-            if isinstance(v, Mapping):
-                self._add_info(i, v, key + ".")
-                continue
-            if v is None:
-                continue
-            try:
-                v = normalise(v)
-            except TypeError as exc:
-                self._drop(f"info[{key!r}]: {exc} is not a scalar (not stored)")
-                continue
-            col = self._info.get(key)
+            col = columns.get(key)
             if col is None:
-                col = self._info[key] = Sparse()
+                col = columns[key] = Sparse()
             col.rows.append(i)
             col.values.append(v)
 
@@ -632,6 +687,7 @@ class Recorder(BatchRecording):
     # -- flushing -------------------------------------------------------------------
 
     def _segment_table(self, n: int) -> pa.Table:
+        self._fold_info()
         rows = self._rows[:n]
 
         def col(name: str) -> pa.Array:
