@@ -285,6 +285,29 @@ def child_flat(kind, steps, out):
     return t1 - t_start, time.perf_counter() - t1, {"tenths_steps_per_s": rates}
 
 
+def paired_rounds(steps: int, rounds: int) -> dict:
+    """bare / floor / rlaudit in one process, interleaved, order rotated each round.
+
+    Separate processes differ by several µs per step on this kind of VM (memory
+    layout, frequency, steal), more than the effect measured; pairs in one
+    process share all of that, so the per-round difference is the overhead.
+    """
+    variants = [("bare", child_bare), ("floor", child_floor), ("rlaudit", child_rlaudit)]
+    per_round = []
+    for r in range(rounds):
+        order = variants[r % 3:] + variants[: r % 3]
+        times = {}
+        for name, fn in order:
+            out = Path(tempfile.mkdtemp(prefix=f"rlaudit-bench-paired-{name}-"))
+            try:
+                loop_s, close_s = fn("cartpole", steps, out)[:2]
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+            times[name] = (loop_s + close_s) / steps * 1e6
+        per_round.append(times)
+    return {"steps": steps, "rounds": per_round}
+
+
 CHILDREN = {
     "bare": child_bare,
     "floor": child_floor,
@@ -300,6 +323,8 @@ CHILDREN = {
 
 
 def run_child(variant: str, steps: int) -> dict:
+    if variant.startswith("paired"):
+        return paired_rounds(steps, int(variant.split(":")[1]))
     kind = "img" if variant.startswith("img") else "cartpole"
     out = Path(tempfile.mkdtemp(prefix=f"rlaudit-bench-{variant}-"))
     rss_before = _rss_mib()
@@ -350,6 +375,7 @@ def main() -> None:
     ap.add_argument("--minari-steps", type=int, default=20_000)
     ap.add_argument("--flat-steps", type=int, default=5_000_000)
     ap.add_argument("--python", default=sys.executable, help="interpreter for the RewardScope/Minari rows")
+    ap.add_argument("--paired-rounds", type=int, default=7, help="rounds of the in-process bare/floor/rlaudit comparison")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -358,6 +384,7 @@ def main() -> None:
         return
     if args.quick:
         args.steps, args.reps, args.slow_steps, args.minari_steps, args.flat_steps = 20_000, 1, 500, 2_000, 200_000
+        args.paired_rounds = 3
 
     plan = [("bare", args.steps, sys.executable), ("floor", args.steps, sys.executable),
             ("rlaudit", args.steps, sys.executable),
@@ -377,18 +404,19 @@ def main() -> None:
                 r["variant"] = variant
                 results.setdefault(variant, []).append(r)
                 print(f"rep {rep + 1}: {variant:13s} {r['total_s'] / steps * 1e6:9.2f} µs/step  foreign {r['foreign_cores']}", file=sys.stderr)
+    paired = _spawn(sys.executable, f"paired:{args.paired_rounds}", args.steps)
     flat = _spawn(sys.executable, "flat", args.flat_steps)
-    summary = summarise(results, flat)
+    summary = summarise(results, flat, paired)
     print(summary)
     if args.json:
-        Path(args.json).write_text(json.dumps({"results": results, "flat": flat}, indent=1))
+        Path(args.json).write_text(json.dumps({"results": results, "flat": flat, "paired": paired}, indent=1))
 
 
 def _median(rows, key):
     return statistics.median(r[key] for r in rows)
 
 
-def summarise(results: dict[str, list[dict]], flat: dict | None) -> str:
+def summarise(results: dict[str, list[dict]], flat: dict | None, paired: dict | None = None) -> str:
     def per_step(v):
         rows = results.get(v)
         return None if not rows else statistics.median(r["total_s"] / r["steps"] * 1e6 for r in rows)
@@ -416,6 +444,18 @@ def summarise(results: dict[str, list[dict]], flat: dict | None) -> str:
         lines.append("")
         lines.append(f"rlaudit wrapper added {rl_added:.2f} µs/step; floor added {floor_added:.2f} µs/step; ratio {rl_added / floor_added:.2f}")
         lines.append(f"torch imported by the recorder: {any(r['torch_imported'] for r in results['rlaudit'])}")
+    if paired:
+        rounds = paired["rounds"]
+        bare = statistics.median(r["bare"] for r in rounds)
+        floor_added = statistics.median(r["floor"] - r["bare"] for r in rounds)
+        rl_added = statistics.median(r["rlaudit"] - r["bare"] for r in rounds)
+        ratios = sorted((r["rlaudit"] - r["bare"]) / (r["floor"] - r["bare"]) for r in rounds if r["floor"] > r["bare"])
+        lines.append("")
+        lines.append(f"paired, in one process, {len(rounds)} rounds × {paired['steps']:,} steps (loop + close): bare {bare:.2f} µs/step; "
+                     f"floor adds {floor_added:.2f} µs/step; RecordTrajectory adds {rl_added:.2f} µs/step; "
+                     f"ratio of medians {rl_added / floor_added:.2f}; per-round ratios {', '.join(f'{x:.2f}' for x in ratios)}")
+        lines.append("per round (bare / floor / rlaudit µs/step): " + "; ".join(
+            f"{r['bare']:.2f} / {r['floor']:.2f} / {r['rlaudit']:.2f}" for r in rounds))
     if flat:
         rates = flat["tenths_steps_per_s"]
         lines.append(f"flat: {flat['steps']:,} steps; first tenth {rates[0]:,.0f} steps/s, last tenth {rates[-1]:,.0f} steps/s "

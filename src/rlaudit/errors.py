@@ -6,6 +6,9 @@ turns any :class:`RlauditError` into a one-line message and a non-zero exit.
 
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
 
 class RlauditError(Exception):
     """Base class of every error rlaudit raises on bad input or bad use."""
@@ -29,3 +32,15 @@ class ConfigError(RlauditError):
 
 class RecorderWarning(UserWarning):
     """Data the recorder could not store; it is counted in the run manifest."""
+
+
+def did_you_mean(name: object, choices: Iterable[object]) -> str:
+    """`` (did you mean 'x'?)`` naming the choices closest to ``name``, or ``""``."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=2, cutoff=0.6)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def unknown_name(kind: str, name: object, choices: Iterable[object]) -> ConfigError:
+    """The error for an unknown ``kind`` name: the name, a suggestion, the valid names."""
+    choices = [str(c) for c in choices]
+    return ConfigError(f"unknown {kind} {name!r}{did_you_mean(name, choices)}; expected one of: {', '.join(choices)}")

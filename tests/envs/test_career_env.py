@@ -324,7 +324,7 @@ def test_reward_kwargs():
     assert CareerEnv(reward=instance).reward_fn is instance
     with pytest.raises(ConfigError, match="reward_params only apply"):
         CareerEnv(reward=instance, reward_params={"success_bonus": 1.0})
-    with pytest.raises(ConfigError, match="Did you mean 'sparse_v1'"):
+    with pytest.raises(ConfigError, match="did you mean 'sparse_v1'"):
         CareerEnv(reward="sparse_v2")
     with pytest.raises(ConfigError, match="reward must be a reward name"):
         CareerEnv(reward=3)

@@ -33,9 +33,9 @@ def test_names():
 
 
 def test_unknown_name_and_parameter():
-    with pytest.raises(ConfigError, match=r"unknown heuristic 'always_swtich'.*Did you mean 'always_switch'"):
+    with pytest.raises(ConfigError, match=r"unknown heuristic 'always_swtich'.*did you mean 'always_switch'"):
         make_heuristic("always_swtich")
-    with pytest.raises(ConfigError, match=r"'treshold'.*Did you mean 'threshold'"):
+    with pytest.raises(ConfigError, match=r"'treshold'.*did you mean 'threshold'"):
         make_heuristic("burnout_threshold", treshold=0.5)
     with pytest.raises(ConfigError, match="threshold must be a number; found 'high'"):
         make_heuristic("burnout_threshold", threshold="high")

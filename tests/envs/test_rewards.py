@@ -49,7 +49,7 @@ def test_ten_rewards_in_registration_order():
 
 
 def test_unknown_reward_suggests_the_closest():
-    with pytest.raises(ConfigError, match=r"unknown reward 'short_trem_v1'.*Did you mean 'short_term_v1'"):
+    with pytest.raises(ConfigError, match=r"unknown reward 'short_trem_v1'.*did you mean 'short_term_v1'"):
         get_reward("short_trem_v1")
     with pytest.raises(ConfigError, match="expected one of: short_term_v1, short_term_v2"):
         get_reward("nothing_like_it")

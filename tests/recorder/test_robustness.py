@@ -179,3 +179,26 @@ def test_import_does_not_load_torch():
 
     code = "import sys, rlaudit, rlaudit.recorder, rlaudit.schema; rlaudit.Recorder; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_second_env_mid_segment_keeps_every_counter_right(tmp_path):
+    with Recorder(tmp_path, "two", flush_steps=7) as rec:
+        rec.reset(np.zeros(2, np.float32), seed=5)
+        for k in range(5):
+            rec.step(0, np.full(2, k + 1, np.float32), 1.0, k == 2, False)
+            if k == 2:
+                rec.reset(np.full(2, 100, np.float32))
+        rec.phase = "eval"
+        rec.reset(np.full(2, -1, np.float32), env_index=1)
+        for k in range(6):
+            e = k % 2
+            rec.step(0, np.full(2, 50 + k, np.float32), 1.0, False, False, env_index=e)
+    rows = pq.read_table(tmp_path / "two.parquet").to_pylist()
+    got = [(r["env_index"], r["episode"], r["t"], r["global_step"], r["phase"], r["obs"][0]) for r in rows]
+    assert got == [
+        (0, 0, 0, 0, "train", 0.0), (0, 0, 1, 1, "train", 1.0), (0, 0, 2, 2, "train", 2.0),
+        (0, 1, 0, 3, "train", 100.0), (0, 1, 1, 4, "train", 4.0),
+        (0, 1, 2, 5, "eval", 5.0), (1, 0, 0, 6, "eval", -1.0), (0, 1, 3, 7, "eval", 50.0),
+        (1, 0, 1, 8, "eval", 51.0), (0, 1, 4, 9, "eval", 52.0), (1, 0, 2, 10, "eval", 53.0),
+    ]
+    assert rows[0]["reset_seed"] == 5

@@ -26,12 +26,11 @@ This module imports neither torch nor numpy-heavy code at import time;
 from __future__ import annotations
 
 import contextlib
-import difflib
 from collections.abc import Iterator
 from dataclasses import fields
 from typing import Any, Protocol, runtime_checkable
 
-from rlaudit.errors import ConfigError
+from rlaudit.errors import ConfigError, did_you_mean
 
 LEARNING_AGENTS = ("dqn", "ppo")
 
@@ -70,18 +69,12 @@ def list_agents() -> list[str]:
     return [*LEARNING_AGENTS, *heuristic_names()]
 
 
-def suggest(name: str, choices: list[str]) -> str:
-    """A " (did you mean 'x'?)" suffix for an unknown name, or "" if nothing is close."""
-    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def check_agent_name(name: str) -> None:
     """Raise ConfigError naming the valid agents if ``name`` is not one of them."""
     names = list_agents()
     if name not in names:
         raise ConfigError(
-            f"unknown agent {name!r}{suggest(name, names)}; expected one of: {', '.join(names)}"
+            f"unknown agent {name!r}{did_you_mean(name, names)}; expected one of: {', '.join(names)}"
         )
 
 
@@ -92,7 +85,7 @@ def config_from_params(config_cls: type, agent: str, params: dict[str, Any]):
     if unknown:
         key = unknown[0]
         raise ConfigError(
-            f"unknown {agent} parameter {key!r}{suggest(key, list(known))}; "
+            f"unknown {agent} parameter {key!r}{did_you_mean(key, list(known))}; "
             f"expected some of: {', '.join(known)}"
         )
     config = config_cls(**params)

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from rlaudit.agents.common import LEARNING_AGENTS, check_agent_name, suggest
-from rlaudit.errors import ConfigError
+from rlaudit.agents.common import LEARNING_AGENTS, check_agent_name
+from rlaudit.errors import ConfigError, did_you_mean
 
 ENV_ID = "rlaudit/Career-v0"
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,199}$")
@@ -103,13 +103,13 @@ class ExperimentProtocol:
         rewards = envs.list_rewards()
         if self.reward not in rewards:
             raise ConfigError(
-                f"unknown reward {self.reward!r}{suggest(self.reward, rewards)}; "
+                f"unknown reward {self.reward!r}{did_you_mean(self.reward, rewards)}; "
                 f"expected one of: {', '.join(rewards)}"
             )
         regimes = list(envs.REGIMES)
         if self.regime not in regimes:
             raise ConfigError(
-                f"unknown regime {self.regime!r}{suggest(self.regime, regimes)}; "
+                f"unknown regime {self.regime!r}{did_you_mean(self.regime, regimes)}; "
                 f"expected one of: {', '.join(regimes)}"
             )
         if not _is_int(self.seed) or self.seed < 0:
@@ -177,7 +177,7 @@ class ExperimentProtocol:
         for key in values:
             if key not in known:
                 raise ConfigError(
-                    f"unknown protocol field {key!r}{suggest(str(key), known)}; expected some of: {', '.join(known)}"
+                    f"unknown protocol field {key!r}{did_you_mean(str(key), known)}; expected some of: {', '.join(known)}"
                 )
         return cls(**values).validate()
 

@@ -18,14 +18,13 @@ observations.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
-from rlaudit.errors import ConfigError
+from rlaudit.errors import ConfigError, unknown_name
 
 STAY = 0
 SWITCH = 1
@@ -33,14 +32,6 @@ N_ACTIONS = 2
 DEFAULT_SEED = 0
 _FLOAT32 = np.dtype(np.float32)
 _LOG_N_ACTIONS = math.log(N_ACTIONS)
-
-
-def _unknown(kind: str, name: object, choices: list[str]) -> ConfigError:
-    message = f"unknown {kind} {name!r}; expected one of: {', '.join(choices)}"
-    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.6)
-    if close:
-        message += f". Did you mean {close[0]!r}?"
-    return ConfigError(message)
 
 
 class HeuristicAgent:
@@ -66,7 +57,7 @@ class HeuristicAgent:
     def __init__(self, seed: int | None = None, **params: Any) -> None:
         for key in params:
             if key not in self.defaults:
-                raise _unknown(f"parameter of heuristic {self.name!r}", key, list(self.defaults))
+                raise unknown_name(f"parameter of heuristic {self.name!r}", key, list(self.defaults))
         merged: dict[str, float] = dict(self.defaults)
         for key, value in params.items():
             where = f"heuristic {self.name!r} parameter {key}"
@@ -268,7 +259,7 @@ def heuristic_class(name: str) -> type[HeuristicAgent]:
     try:
         return _AGENTS[name]
     except (KeyError, TypeError):
-        raise _unknown("heuristic", name, list(HEURISTICS)) from None
+        raise unknown_name("heuristic", name, list(HEURISTICS)) from None
 
 
 def make_heuristic(name: str, seed: int | None = None, **params: Any) -> HeuristicAgent:

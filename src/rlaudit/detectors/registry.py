@@ -18,7 +18,6 @@ entry-point group: each entry point names a module (importing it runs its
 from __future__ import annotations
 
 import contextlib
-import difflib
 import importlib
 import inspect
 import json
@@ -31,7 +30,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from rlaudit.detectors.model import check_severity
 from rlaudit.detectors.presets import PRESETS
-from rlaudit.errors import ConfigError
+from rlaudit.errors import ConfigError, did_you_mean
 
 ENTRY_POINT_GROUP = "rlaudit.detectors"
 DOC_SECTIONS = ("Finds", "Why it matters", "Evidence", "Not flagged", "Fix")
@@ -97,16 +96,11 @@ class DetectorSpec:
             if key not in self.params:
                 raise ConfigError(
                     f"detector {self.name!r} has no parameter {key!r}"
-                    + _did_you_mean(key, self.params)
+                    + did_you_mean(key, self.params)
                     + f"; its parameters are {', '.join(sorted(self.params)) or '(none)'}"
                 )
             values[key] = coerce_param(self.name, key, self.params[key], raw)
         return values
-
-
-def _did_you_mean(name: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
-    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 def coerce_param(detector: str, key: str, default: Any, raw: Any) -> Any:
@@ -264,14 +258,14 @@ class Registry:
             return self._specs[name]
         except KeyError:
             raise ConfigError(
-                f"unknown detector {name!r}" + _did_you_mean(name, self._specs)
+                f"unknown detector {name!r}" + did_you_mean(name, self._specs)
                 + "; run 'rlaudit detectors' to list them"
             ) from None
 
     def preset(self, name: str) -> list[str]:
         if name not in PRESETS:
             raise ConfigError(
-                f"unknown preset {name!r}" + _did_you_mean(name, PRESETS)
+                f"unknown preset {name!r}" + did_you_mean(name, PRESETS)
                 + f"; presets are {', '.join(sorted(PRESETS))}"
             )
         members = PRESETS[name]

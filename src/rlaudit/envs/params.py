@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from rlaudit.envs._names import unknown_name_error
+from rlaudit.errors import unknown_name
 from rlaudit.errors import ConfigError
 
 REGIME_FIELDS = (
@@ -134,7 +134,7 @@ class EnvironmentParams:
 
     def __post_init__(self) -> None:
         if self.market_regime not in REGIMES:
-            raise unknown_name_error("market regime", self.market_regime, REGIMES)
+            raise unknown_name("market regime", self.market_regime, REGIMES)
         regime = REGIMES[self.market_regime]
         explicit = set()
         for f in dataclasses.fields(self):
@@ -214,7 +214,7 @@ class EnvironmentParams:
     def stress_preset(cls, name: str) -> EnvironmentParams:
         """One of the five stress presets (see :data:`STRESS_PRESETS`)."""
         if name not in STRESS_PRESETS:
-            raise unknown_name_error("stress preset", name, STRESS_PRESETS)
+            raise unknown_name("stress preset", name, STRESS_PRESETS)
         regime, overrides = STRESS_PRESETS[name]
         return cls.for_regime(regime, **overrides)
 
@@ -224,7 +224,7 @@ class EnvironmentParams:
         names = [f.name for f in dataclasses.fields(cls) if f.init]
         for key in values:
             if key not in names:
-                raise unknown_name_error("environment parameter", key, names)
+                raise unknown_name("environment parameter", key, names)
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, NamedTuple
 
-from rlaudit.envs._names import unknown_name_error
+from rlaudit.errors import unknown_name
 from rlaudit.errors import ConfigError
 
 STAY = 0
@@ -91,7 +91,7 @@ class Reward:
     def __init__(self, **params: Any) -> None:
         for key in params:
             if key not in self.defaults:
-                raise unknown_name_error(f"parameter of reward {self.name!r}", key, self.defaults)
+                raise unknown_name(f"parameter of reward {self.name!r}", key, self.defaults)
         merged = dict(self.defaults)
         for key, value in params.items():
             merged[key] = _check_param(self.name, key, value, self.defaults[key])
@@ -195,7 +195,7 @@ def reward_class(name: str) -> type[Reward]:
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        raise unknown_name_error("reward", name, _REGISTRY) from None
+        raise unknown_name("reward", name, _REGISTRY) from None
 
 
 def get_reward(name: str, **params: Any) -> Reward:

@@ -93,7 +93,7 @@ class BatchRecording:
                 for name in ("episode", "t", "done", "seed", "seeded"):
                     getattr(grown, name)[: len(b)] = getattr(b, name)
             self._batch = b = grown
-            self._single = False
+            self._leave_single()
             staging = make_column(self._obs_spec, n)
             if self._staging is not None:
                 staging.gather(0, self._staging, np.arange(self._staging.capacity))

@@ -61,6 +61,7 @@ _ROW_FIELDS = [
     ("terminated", np.bool_), ("truncated", np.bool_),
 ]
 _ROW_DTYPE = np.dtype(_ROW_FIELDS)
+_COUNTER_FIELDS = ("env_index", "episode", "t", "global_step", "phase")
 _ROW_DTYPE_WITH_ACTION = np.dtype(_ROW_FIELDS + [("action", np.int64)])
 
 
@@ -210,6 +211,7 @@ class Recorder(BatchRecording):
         self._staging = None
         self._pending_first: tuple[int, Any] | None = None  # an obs seen before the buffers exist
         self._bad_staged: set[int] = set()  # sub-envs whose staged obs could not be stored
+        self._marks: list[tuple[int, int, int, int]] | None = None
         self._rows_flushed = 0
         self._abandoned = 0
         self._dropped: Counter[str] = Counter()
@@ -324,10 +326,17 @@ class Recorder(BatchRecording):
         if self._action_in_row:
             self._action.data = self._rows["action"]  # a Discrete action is one more field of the row
         self._fields = {name: self._rows[name] for name in self._rows.dtype.names}  # column views
+        # what a single-stream step writes; its counters come from the marks
+        self._step_fields = self._rows[[f for f in self._rows.dtype.names if f not in _COUNTER_FIELDS]]
         self._new_segment_state()
         self._manifest["spaces"] = {"observation": self._obs_spec, "action": self._act_spec}
 
     def _new_segment_state(self) -> None:
+        # single stream: (row, episode, t, phase) wherever the counters jump
+        self._marks: list[tuple[int, int, int, int]] | None = [] if self._single else None
+        self._segment_global_step = self.global_step
+        if self._single and self._envs:
+            self._mark(self._envs[0])
         self._final_obs = Sparse()
         self._reset_seed = Sparse()
         self._info: dict[str, Sparse] = {}
@@ -338,6 +347,33 @@ class Recorder(BatchRecording):
         self._q = Sparse()
         self._obs.reset_nulls()
         self._action.reset_nulls()
+
+    def _mark(self, st: _EnvState) -> None:
+        """The single stream's counters change from the next row on."""
+        if self._marks is not None:
+            self._marks.append((self._n, st.episode, st.t, self._phase_code))
+
+    def _fill_counters(self, n: int) -> None:
+        """Write env_index / episode / t / global_step / phase of a single-stream segment's rows."""
+        if self._marks is None or not n:
+            return
+        marks = np.array(self._marks, dtype=np.int64).reshape(-1, 4)
+        rows = np.arange(n)
+        k = np.searchsorted(marks[:, 0], rows, side="right") - 1
+        f = self._fields
+        f["env_index"][:n] = 0
+        f["episode"][:n] = marks[k, 1]
+        f["t"][:n] = marks[k, 2] + rows - marks[k, 0]
+        f["global_step"][:n] = self._segment_global_step + rows
+        f["phase"][:n] = marks[k, 3]
+
+    def _leave_single(self) -> None:
+        """Rows from now on carry their own counters; fill those of the rows so far."""
+        if self._single:
+            if self._capacity:
+                self._fill_counters(self._n)
+            self._single = False
+            self._marks = None
 
     def _ensure_obs_spec(self, obs: Any) -> bool:
         if self._obs_spec is None:
@@ -357,7 +393,7 @@ class Recorder(BatchRecording):
 
     def _go_multi(self) -> None:
         """Leave single-stream mode: pending observations move to a staging buffer."""
-        self._single = False
+        self._leave_single()
         if self._obs_spec is None:
             return
         self._staging = make_column(self._obs_spec, max(len(self._envs), 8))
@@ -398,6 +434,8 @@ class Recorder(BatchRecording):
         if value not in _PHASE_CODES:
             raise ConfigError(f"phase must be one of {', '.join(schema.PHASES)}, got {value!r}")
         self._phase_code = _PHASE_CODES[value]
+        if self._single and self._envs and self._capacity:
+            self._mark(self._envs[0])
 
     def reset(self, obs: Any, *, seed: int | None = None, env_index: int = 0, info: Mapping | None = None) -> None:
         """Start a new episode for ``env_index`` from observation ``obs``."""
@@ -417,6 +455,7 @@ class Recorder(BatchRecording):
             st.t = 0
             st.done = False
             st.seed = None if seed is None else int(seed)
+            self._mark(st)
             if self._capacity or not self._single:
                 self._stage_obs(env_index, obs)
             else:
@@ -466,7 +505,13 @@ class Recorder(BatchRecording):
                     self._obs.set_null(i)
             now = _perf_counter()
             try:  # one structured-row write for all scalar columns
-                if self._action_in_row:
+                if self._single:  # the counters are filled at flush from the marks
+                    if self._action_in_row:
+                        self._step_fields[i] = (now - self._t0, reward, terminated, truncated, action)
+                    else:
+                        self._step_fields[i] = (now - self._t0, reward, terminated, truncated)
+                        self._action.set(i, action)
+                elif self._action_in_row:
                     self._rows[i] = (env_index, st.episode, st.t, self.global_step, self._phase_code,
                                      now - self._t0, reward, terminated, truncated, action)
                 else:
@@ -490,27 +535,31 @@ class Recorder(BatchRecording):
                 self._add_policy(i, logp, entropy, value, policy_version)
             if q is not None:
                 self._q.add(i, np.asarray(q, dtype=np.float32).reshape(-1))
-            done = bool(terminated or truncated)
-            if done:
-                self._final_obs.add(i, snapshot(next_obs))
-                self._episodes_done += 1
-            self._n = i + 1
+            n = i + 1
+            self._n = n
             st.t += 1
             self.global_step += 1
-            st.done = done
-            st.has_obs = False
-            if self._n >= self._capacity or now >= self._next_flush:
+            if terminated or truncated:
+                self._final_obs.add(i, snapshot(next_obs))
+                self._episodes_done += 1
+                st.done = True
+                st.has_obs = False
+                if n >= self._capacity or now >= self._next_flush:
+                    self._flush()
+                return
+            if n >= self._capacity or now >= self._next_flush:
+                st.has_obs = False  # nothing pending while the segment is written
                 self._flush()
-            if not done:
-                direct = self._obs_direct
-                if direct is not None and self._single:
-                    try:
-                        direct[self._n] = next_obs  # written straight into the next row
-                    except Exception:
-                        self._stage_obs(env_index, next_obs)
-                else:
+                n = self._n
+            direct = self._obs_direct
+            if direct is not None and self._single:
+                try:
+                    direct[n] = next_obs  # written straight into the next row
+                except Exception:
                     self._stage_obs(env_index, next_obs)
-                st.has_obs = True
+            else:
+                self._stage_obs(env_index, next_obs)
+            st.has_obs = True
         except Exception as exc:
             self._drop(f"step: {type(exc).__name__}: {exc}")
 
@@ -539,6 +588,7 @@ class Recorder(BatchRecording):
         st.episode += 1
         st.t = 0
         st.done = False
+        self._mark(st)
         self._obs.set_null(i)
 
     def _write_row_checked(self, i, st, env_index, now, action, reward, terminated, truncated) -> None:
@@ -688,6 +738,7 @@ class Recorder(BatchRecording):
 
     def _segment_table(self, n: int) -> pa.Table:
         self._fold_info()
+        self._fill_counters(n)
         rows = self._rows[:n]
 
         def col(name: str) -> pa.Array:

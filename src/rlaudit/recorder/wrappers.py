@@ -51,6 +51,7 @@ class RecordTrajectory(gym.Wrapper):
         options.setdefault("action_space", env.action_space)
         options["env_meta"] = {**meta, **dict(options.get("env_meta") or {})}
         self.recorder = Recorder(store, run_id, **options)
+        self._record = self.recorder.step
         self._policy: dict[str, Any] | None = None
 
     @property
@@ -85,10 +86,10 @@ class RecordTrajectory(gym.Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         policy = self._policy
         if policy is None:
-            self.recorder.step(action, obs, reward, terminated, truncated, info)
+            self._record(action, obs, reward, terminated, truncated, info)
         else:
             self._policy = None
-            self.recorder.step(action, obs, reward, terminated, truncated, info, **policy)
+            self._record(action, obs, reward, terminated, truncated, info, **policy)
         return obs, reward, terminated, truncated, info
 
     def close(self):
