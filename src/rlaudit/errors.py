@@ -35,9 +35,9 @@ class RecorderWarning(UserWarning):
 
 
 def did_you_mean(name: object, choices: Iterable[object]) -> str:
-    """`` (did you mean 'x'?)`` naming the choices closest to ``name``, or ``""``."""
-    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=2, cutoff=0.6)
-    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+    """`` (did you mean 'x'?)`` naming the choice closest to ``name``, or ``""``."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def unknown_name(kind: str, name: object, choices: Iterable[object]) -> ConfigError:
