@@ -285,27 +285,127 @@ def child_flat(kind, steps, out):
     return t1 - t_start, time.perf_counter() - t1, {"tenths_steps_per_s": rates}
 
 
-def paired_rounds(steps: int, rounds: int) -> dict:
-    """bare / floor / rlaudit in one process, interleaved, order rotated each round.
+class _Stepper:
+    """One variant's env (and recorder) kept alive, run ``k`` steps at a time."""
 
-    Separate processes differ by several µs per step on this kind of VM (memory
-    layout, frequency, steal), more than the effect measured; pairs in one
-    process share all of that, so the per-round difference is the overhead.
+    def __init__(self, name: str, out: Path):
+        import gymnasium as gym
+
+        self.name = name
+        self.rng = np.random.default_rng(SEED)
+        env = gym.make("CartPole-v1")
+        if name == "rlaudit":
+            from rlaudit import RecordTrajectory
+
+            env = RecordTrajectory(env, out, "bench")
+        self.env = env
+        self.i = 0
+        if name == "floor":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            from rlaudit.recorder.writer import write_options
+
+            self.pa, self.pq, self.write_options = pa, pq, write_options
+            cap = self.cap = 65536
+            self.cols = {
+                "episode": np.zeros(cap, np.int64), "t": np.zeros(cap, np.int32), "global_step": np.zeros(cap, np.int64),
+                "wall_time": np.zeros(cap), "action": np.zeros(cap, np.int64), "reward": np.zeros(cap),
+                "terminated": np.zeros(cap, bool), "truncated": np.zeros(cap, bool),
+            }
+            self.obs_b = np.zeros((cap, 4), np.float32)
+            self.writer = None
+            self.path = out / "floor.parquet"
+            self.n = self.episode = self.t = self.g = 0
+            self.t0 = time.perf_counter()
+        self.obs, _ = env.reset(seed=SEED)
+
+    def run(self, k: int) -> None:
+        actions = self.rng.integers(0, 2, k).tolist()
+        env = self.env
+        if self.name != "floor":
+            for a in actions:
+                _, _, te, tr, _ = env.step(a)
+                if te or tr:
+                    env.reset()
+            return
+        c = self.cols
+        ep_b, t_b, gs_b, wall_b, act_b, rew_b, te_b, tr_b = (c[n] for n in ("episode", "t", "global_step", "wall_time", "action", "reward", "terminated", "truncated"))
+        obs_b, perf, t0, obs = self.obs_b, time.perf_counter, self.t0, self.obs
+        i, episode, t, g = self.n, self.episode, self.t, self.g
+        for a in actions:
+            nxt, r, te, tr, _ = env.step(a)
+            obs_b[i] = obs
+            act_b[i] = a
+            rew_b[i] = r
+            te_b[i] = te
+            tr_b[i] = tr
+            ep_b[i] = episode
+            t_b[i] = t
+            gs_b[i] = g
+            wall_b[i] = perf() - t0
+            i += 1
+            t += 1
+            g += 1
+            obs = nxt
+            if i == self.cap:
+                self._flush(i)
+                i = 0
+            if te or tr:
+                obs, _ = env.reset()
+                episode += 1
+                t = 0
+        self.n, self.episode, self.t, self.g, self.obs = i, episode, t, g, obs
+
+    def _flush(self, n: int) -> None:
+        pa = self.pa
+        table = pa.table({**{k: v[:n] for k, v in self.cols.items()},
+                          "obs": pa.FixedSizeListArray.from_arrays(pa.array(self.obs_b[:n].reshape(-1)), 4)})
+        if self.writer is None:
+            self.writer = self.pq.ParquetWriter(self.path, table.schema, **self.write_options(table.schema))
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.name == "floor":
+            if self.n:
+                self._flush(self.n)
+            self.writer.close()
+        else:
+            self.env.close()
+
+
+def paired_rounds(steps: int, rounds: int) -> dict:
+    """bare / floor / rlaudit in one process, in short interleaved chunks.
+
+    This kind of VM changes speed by tens of percent from one second to the
+    next, more than the effect measured; chunks of ``steps // rounds`` steps in
+    rotating order expose the three variants to the same conditions, and the
+    median of the per-chunk differences is the overhead.  Each variant keeps
+    one env (and recorder) for the whole run; its final flush and close are
+    timed once and spread over all its steps.
     """
-    variants = [("bare", child_bare), ("floor", child_floor), ("rlaudit", child_rlaudit)]
+    chunk = max(1, steps // rounds)
+    names = ["bare", "floor", "rlaudit"]
+    outs = {n: Path(tempfile.mkdtemp(prefix=f"rlaudit-bench-paired-{n}-")) for n in names}
+    steppers = {n: _Stepper(n, outs[n]) for n in names}
     per_round = []
-    for r in range(rounds):
-        order = variants[r % 3:] + variants[: r % 3]
-        times = {}
-        for name, fn in order:
-            out = Path(tempfile.mkdtemp(prefix=f"rlaudit-bench-paired-{name}-"))
-            try:
-                loop_s, close_s = fn("cartpole", steps, out)[:2]
-            finally:
-                shutil.rmtree(out, ignore_errors=True)
-            times[name] = (loop_s + close_s) / steps * 1e6
-        per_round.append(times)
-    return {"steps": steps, "rounds": per_round}
+    try:
+        for r in range(rounds):
+            times = {}
+            for name in names[r % 3:] + names[: r % 3]:
+                t0 = time.perf_counter()
+                steppers[name].run(chunk)
+                times[name] = (time.perf_counter() - t0) / chunk * 1e6
+            per_round.append(times)
+        close = {}
+        for name in names:
+            t0 = time.perf_counter()
+            steppers[name].close()
+            close[name] = (time.perf_counter() - t0) / (chunk * rounds) * 1e6
+    finally:
+        for out in outs.values():
+            shutil.rmtree(out, ignore_errors=True)
+    return {"steps": chunk * rounds, "chunk": chunk, "rounds": per_round, "close_us_per_step": close}
 
 
 CHILDREN = {
@@ -375,7 +475,7 @@ def main() -> None:
     ap.add_argument("--minari-steps", type=int, default=20_000)
     ap.add_argument("--flat-steps", type=int, default=5_000_000)
     ap.add_argument("--python", default=sys.executable, help="interpreter for the RewardScope/Minari rows")
-    ap.add_argument("--paired-rounds", type=int, default=7, help="rounds of the in-process bare/floor/rlaudit comparison")
+    ap.add_argument("--paired-rounds", type=int, default=60, help="interleaved chunks of the in-process bare/floor/rlaudit comparison")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -384,7 +484,7 @@ def main() -> None:
         return
     if args.quick:
         args.steps, args.reps, args.slow_steps, args.minari_steps, args.flat_steps = 20_000, 1, 500, 2_000, 200_000
-        args.paired_rounds = 3
+        args.paired_rounds = 6
 
     plan = [("bare", args.steps, sys.executable), ("floor", args.steps, sys.executable),
             ("rlaudit", args.steps, sys.executable),
@@ -404,7 +504,7 @@ def main() -> None:
                 r["variant"] = variant
                 results.setdefault(variant, []).append(r)
                 print(f"rep {rep + 1}: {variant:13s} {r['total_s'] / steps * 1e6:9.2f} µs/step  foreign {r['foreign_cores']}", file=sys.stderr)
-    paired = _spawn(sys.executable, f"paired:{args.paired_rounds}", args.steps)
+    paired = _spawn(sys.executable, f"paired:{args.paired_rounds}", max(args.steps, 600_000))
     flat = _spawn(sys.executable, "flat", args.flat_steps)
     summary = summarise(results, flat, paired)
     print(summary)
@@ -445,17 +545,17 @@ def summarise(results: dict[str, list[dict]], flat: dict | None, paired: dict | 
         lines.append(f"rlaudit wrapper added {rl_added:.2f} µs/step; floor added {floor_added:.2f} µs/step; ratio {rl_added / floor_added:.2f}")
         lines.append(f"torch imported by the recorder: {any(r['torch_imported'] for r in results['rlaudit'])}")
     if paired:
-        rounds = paired["rounds"]
+        rounds, close = paired["rounds"], paired["close_us_per_step"]
         bare = statistics.median(r["bare"] for r in rounds)
-        floor_added = statistics.median(r["floor"] - r["bare"] for r in rounds)
-        rl_added = statistics.median(r["rlaudit"] - r["bare"] for r in rounds)
-        ratios = sorted((r["rlaudit"] - r["bare"]) / (r["floor"] - r["bare"]) for r in rounds if r["floor"] > r["bare"])
+        floor_added = statistics.median(r["floor"] - r["bare"] for r in rounds) + close["floor"]
+        rl_added = statistics.median(r["rlaudit"] - r["bare"] for r in rounds) + close["rlaudit"]
+        q = statistics.quantiles([r["rlaudit"] - r["bare"] for r in rounds], n=4)
+        qf = statistics.quantiles([r["floor"] - r["bare"] for r in rounds], n=4)
         lines.append("")
-        lines.append(f"paired, in one process, {len(rounds)} rounds × {paired['steps']:,} steps (loop + close): bare {bare:.2f} µs/step; "
-                     f"floor adds {floor_added:.2f} µs/step; RecordTrajectory adds {rl_added:.2f} µs/step; "
-                     f"ratio of medians {rl_added / floor_added:.2f}; per-round ratios {', '.join(f'{x:.2f}' for x in ratios)}")
-        lines.append("per round (bare / floor / rlaudit µs/step): " + "; ".join(
-            f"{r['bare']:.2f} / {r['floor']:.2f} / {r['rlaudit']:.2f}" for r in rounds))
+        lines.append(f"paired, one process, {paired['steps']:,} steps per variant in {len(rounds)} interleaved chunks of {paired['chunk']:,}: "
+                     f"bare {bare:.2f} µs/step; floor adds {floor_added:.2f} µs/step (chunk IQR {qf[0]:.2f}–{qf[2]:.2f}); "
+                     f"RecordTrajectory adds {rl_added:.2f} µs/step (chunk IQR {q[0]:.2f}–{q[2]:.2f}); "
+                     f"ratio {rl_added / floor_added:.2f}; close per step: floor {close['floor']:.3f}, rlaudit {close['rlaudit']:.3f} µs")
     if flat:
         rates = flat["tenths_steps_per_s"]
         lines.append(f"flat: {flat['steps']:,} steps; first tenth {rates[0]:,.0f} steps/s, last tenth {rates[-1]:,.0f} steps/s "
