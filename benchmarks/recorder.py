@@ -133,72 +133,13 @@ def child_rlaudit(kind, steps, out):
 
 def child_floor(kind, steps, out):
     """The same values written into preallocated numpy arrays in a bare loop, flushed as row groups."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from rlaudit.recorder.writer import write_options
-
-    env = _make_env(kind)
-    actions = np.random.default_rng(SEED).integers(0, 2, steps).tolist()
-    cap = 65536
-    obs_b = np.zeros((cap, 4), np.float32)
-    act_b = np.zeros(cap, np.int64)
-    rew_b = np.zeros(cap)
-    te_b = np.zeros(cap, bool)
-    tr_b = np.zeros(cap, bool)
-    ep_b = np.zeros(cap, np.int64)
-    t_b = np.zeros(cap, np.int32)
-    gs_b = np.zeros(cap, np.int64)
-    wall_b = np.zeros(cap)
-    run = pa.array(["bench"])
-    writer = None
-    path = Path(out) / "floor.parquet"
-
-    def flush(n):
-        nonlocal writer
-        table = pa.table(
-            {
-                "run_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), run),
-                "episode": ep_b[:n], "t": t_b[:n], "global_step": gs_b[:n], "wall_time": wall_b[:n],
-                "obs": pa.FixedSizeListArray.from_arrays(pa.array(obs_b[:n].reshape(-1)), 4),
-                "action": act_b[:n], "reward": rew_b[:n], "terminated": te_b[:n], "truncated": tr_b[:n],
-            }
-        )
-        if writer is None:
-            writer = pq.ParquetWriter(path, table.schema, **write_options(table.schema))
-        writer.write_table(table)
-
-    perf = time.perf_counter
+    floor = _Stepper("floor", Path(out))
     _mark_loop_start()
-    t0 = perf()
-    obs, _ = env.reset(seed=SEED)
-    i = episode = t = 0
-    for g, a in enumerate(actions):
-        nxt, r, te, tr, _ = env.step(a)
-        obs_b[i] = obs
-        act_b[i] = a
-        rew_b[i] = r
-        te_b[i] = te
-        tr_b[i] = tr
-        ep_b[i] = episode
-        t_b[i] = t
-        gs_b[i] = g
-        wall_b[i] = perf() - t0
-        i += 1
-        t += 1
-        obs = nxt
-        if i == cap:
-            flush(i)
-            i = 0
-        if te or tr:
-            obs, _ = env.reset()
-            episode += 1
-            t = 0
-    t1 = perf()
-    if i:
-        flush(i)
-    writer.close()
-    return t1 - t0, perf() - t1
+    t0 = time.perf_counter()
+    floor.run(steps)
+    t1 = time.perf_counter()
+    floor.close()
+    return t1 - t0, time.perf_counter() - t1
 
 
 def child_rewardscope(kind, steps, out):

@@ -33,7 +33,38 @@ def _policy_kwargs(policy: dict[str, Any]) -> dict[str, Any]:
     return policy
 
 
-class RecordTrajectory(gym.Wrapper):
+class _RecorderAccess:
+    """What both wrappers expose of their recorder."""
+
+    recorder: Recorder
+    _policy: dict[str, Any] | None
+
+    @property
+    def run_id(self) -> str:
+        return self.recorder.run_id
+
+    @property
+    def path(self):
+        return self.recorder.path
+
+    @property
+    def phase(self) -> str:
+        return self.recorder.phase
+
+    @phase.setter
+    def phase(self, value: str) -> None:
+        self.recorder.phase = value
+
+    def set_policy_info(self, **policy: Any) -> None:
+        """Policy data for the next step: logp, entropy, value, q, policy_version,
+        reward_terms (for a vector env, arrays with one entry per sub-env)."""
+        self._policy = _policy_kwargs(policy)
+
+    def log_metrics(self, global_step: int | None = None, **scalars: float) -> None:
+        self.recorder.log_metrics(global_step, **scalars)
+
+
+class RecordTrajectory(_RecorderAccess, gym.Wrapper):
     """Record every step of ``env`` into ``<store>/<run_id>.parquet``.
 
     ``options`` are those of :class:`rlaudit.Recorder` (``config``, ``phase``,
@@ -53,29 +84,6 @@ class RecordTrajectory(gym.Wrapper):
         self.recorder = Recorder(store, run_id, **options)
         self._record = self.recorder.step
         self._policy: dict[str, Any] | None = None
-
-    @property
-    def run_id(self) -> str:
-        return self.recorder.run_id
-
-    @property
-    def path(self):
-        return self.recorder.path
-
-    @property
-    def phase(self) -> str:
-        return self.recorder.phase
-
-    @phase.setter
-    def phase(self, value: str) -> None:
-        self.recorder.phase = value
-
-    def set_policy_info(self, **policy: Any) -> None:
-        """Policy data (logp, entropy, value, q, policy_version, reward_terms) for the next step."""
-        self._policy = _policy_kwargs(policy)
-
-    def log_metrics(self, global_step: int | None = None, **scalars: float) -> None:
-        self.recorder.log_metrics(global_step, **scalars)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
@@ -107,7 +115,7 @@ def _autoreset_mode(envs: Any) -> str:
     return {"NextStep": "next_step", "SameStep": "same_step", "Disabled": "disabled"}.get(str(value), "next_step")
 
 
-class RecordVectorTrajectory(VectorWrapper):
+class RecordVectorTrajectory(_RecorderAccess, VectorWrapper):
     """Record every sub-environment step of a ``gymnasium.vector`` env.
 
     Works with sync and async vector envs and every Gymnasium 1.x autoreset
@@ -131,29 +139,6 @@ class RecordVectorTrajectory(VectorWrapper):
         options["env_meta"] = {**meta, **dict(options.get("env_meta") or {})}
         self.recorder = Recorder(store, run_id, **options)
         self._policy: dict[str, Any] | None = None
-
-    @property
-    def run_id(self) -> str:
-        return self.recorder.run_id
-
-    @property
-    def path(self):
-        return self.recorder.path
-
-    @property
-    def phase(self) -> str:
-        return self.recorder.phase
-
-    @phase.setter
-    def phase(self, value: str) -> None:
-        self.recorder.phase = value
-
-    def set_policy_info(self, **policy: Any) -> None:
-        """Per-sub-env policy data (arrays of length num_envs) for the next step."""
-        self._policy = _policy_kwargs(policy)
-
-    def log_metrics(self, global_step: int | None = None, **scalars: float) -> None:
-        self.recorder.log_metrics(global_step, **scalars)
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         obs, infos = self.env.reset(seed=seed, options=options)
