@@ -120,6 +120,20 @@ def test_demo_quick_records_every_planned_run_and_skips_them_on_rerun(tmp_path):
     assert f"recorded 0 runs into {tmp_path} ({len(planned)} skipped)" in rerun.stdout
 
 
+def test_two_demos_into_one_store_at_once_share_the_work(tmp_path):
+    """A run another process records after the plan was made is skipped, not an error."""
+    pytest.importorskip("torch")
+    planned = {p.run_id for p in demo_protocols(quick=True)}
+    cmd = [sys.executable, "-m", "rlaudit.cli", "demo", "--quick", "--workers", "1", "--store", str(tmp_path)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for proc, (out, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err
+    assert listed(tmp_path) == {run_id: "complete" for run_id in planned}
+    recorded = sum(int(out.strip().splitlines()[-1].split()[1]) for out, _ in outputs)
+    assert recorded == len(planned)  # each run recorded exactly once
+
+
 def test_full_demo_plan_covers_learners_heuristics_seeds_and_reward_hacking():
     protocols = demo_protocols()
     agents = {p.agent for p in protocols}

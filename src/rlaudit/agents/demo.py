@@ -43,7 +43,7 @@ from rlaudit.agents.experiments import (
     ExperimentResult,
     run_experiment,
 )
-from rlaudit.errors import ConfigError
+from rlaudit.errors import ConfigError, RunExistsError
 
 HEURISTIC_BASELINES = (
     "always_switch",
@@ -168,9 +168,19 @@ def run_demo(
     todo.sort(key=_cost, reverse=True)
     store_path.mkdir(parents=True, exist_ok=True)
 
+    def taken(run_id: str) -> None:  # another demo recorded this run since the check above
+        reason = "recorded meanwhile by another process"
+        summary.skipped.append((run_id, reason))
+        if on_done is not None:
+            on_done(run_id, None, reason)
+
     if workers == 1 or len(todo) <= 1:
         for protocol in todo:
-            result = run_experiment(protocol, store_path)
+            try:
+                result = run_experiment(protocol, store_path)
+            except RunExistsError:
+                taken(protocol.run_id)
+                continue
             summary.results.append(result)
             if on_done is not None:
                 on_done(result.run_id, result, None)
@@ -184,8 +194,12 @@ def run_demo(
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    pending.pop(future)
-                    result = future.result()
+                    protocol = pending.pop(future)
+                    try:
+                        result = future.result()
+                    except RunExistsError:
+                        taken(protocol.run_id)
+                        continue
                     summary.results.append(result)
                     if on_done is not None:
                         on_done(result.run_id, result, None)
