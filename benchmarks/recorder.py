@@ -109,26 +109,27 @@ def _single_loop(env, actions) -> None:
             reset()
 
 
-def child_bare(kind, steps, out):
-    env = _make_env(kind)
+def _timed(env, steps: int, finish=None) -> tuple[float, float]:
+    """(loop seconds, finish seconds) of ``steps`` seeded random steps of ``env``."""
     actions = np.random.default_rng(SEED).integers(0, 2, steps).tolist()
     _mark_loop_start()
     t0 = time.perf_counter()
     _single_loop(env, actions)
-    return time.perf_counter() - t0, 0.0
+    t1 = time.perf_counter()
+    if finish is not None:
+        finish()
+    return t1 - t0, time.perf_counter() - t1
+
+
+def child_bare(kind, steps, out):
+    return _timed(_make_env(kind), steps)
 
 
 def child_rlaudit(kind, steps, out):
     from rlaudit import RecordTrajectory
 
     env = RecordTrajectory(_make_env(kind), out, "bench")
-    actions = np.random.default_rng(SEED).integers(0, 2, steps).tolist()
-    _mark_loop_start()
-    t0 = time.perf_counter()
-    _single_loop(env, actions)
-    t1 = time.perf_counter()
-    env.close()
-    return t1 - t0, time.perf_counter() - t1
+    return _timed(env, steps, env.close)
 
 
 def child_floor(kind, steps, out):
@@ -146,13 +147,7 @@ def child_rewardscope(kind, steps, out):
     from reward_scope.integrations import RewardScopeWrapper
 
     env = RewardScopeWrapper(_make_env(kind), run_name="bench", storage_dir=str(out))
-    actions = np.random.default_rng(SEED).integers(0, 2, steps).tolist()
-    _mark_loop_start()
-    t0 = time.perf_counter()
-    _single_loop(env, actions)
-    t1 = time.perf_counter()
-    env.close()
-    return t1 - t0, time.perf_counter() - t1
+    return _timed(env, steps, env.close)
 
 
 def child_minari(kind, steps, out):
@@ -160,14 +155,12 @@ def child_minari(kind, steps, out):
     from minari import DataCollector
 
     env = DataCollector(_make_env(kind))
-    actions = np.random.default_rng(SEED).integers(0, 2, steps).tolist()
-    _mark_loop_start()
-    t0 = time.perf_counter()
-    _single_loop(env, actions)
-    t1 = time.perf_counter()
-    env.create_dataset(dataset_id="bench/cartpole-v0", algorithm_name="random")
-    env.close()
-    return t1 - t0, time.perf_counter() - t1
+
+    def finish():
+        env.create_dataset(dataset_id="bench/cartpole-v0", algorithm_name="random")
+        env.close()
+
+    return _timed(env, steps, finish)
 
 
 def _vec_loop(envs, steps):
