@@ -38,8 +38,10 @@ def main():
 
     \b
     Typical use:
-      rlaudit demo                      train, record, audit and report on the career env
+      rlaudit demo                      train and record the demo runs on the career env
       rlaudit runs runs/                list the runs in a store
+      rlaudit analyze runs/             run the detectors; audit.json; exit status for CI
+      rlaudit sql runs/ "SELECT ..."    query the steps / episodes / runs / metrics views
       rlaudit recover runs/             finalise runs left behind by a killed process
     """
 
