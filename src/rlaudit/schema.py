@@ -74,11 +74,6 @@ POLICY_SCALAR_FIELDS: tuple[pa.Field, ...] = (
     pa.field("value", pa.float32(), nullable=True),
     pa.field("policy_version", pa.int32(), nullable=True),
 )
-POLICY_COLUMNS = tuple(f.name for f in POLICY_SCALAR_FIELDS) + ("q",)
-
-SPACE_COLUMNS = ("obs", "action", "final_obs")
-STRUCT_COLUMNS = ("reward_terms", "info")
-
 #: Column order in every step file.
 STEP_COLUMN_ORDER = (
     "run_id", "env_index", "episode", "t", "global_step", "phase", "wall_time",
@@ -92,12 +87,10 @@ REQUIRED_STEP_COLUMNS = (
     "reward", "terminated", "truncated",
 )
 
-# Column encodings: dictionary only on low-cardinality string columns (on
-# floats it doubles write cost and grows files); delta for counters;
-# byte-stream-split for floats.  Measured in docs/benchmarks.md.
-DICTIONARY_COLUMNS = ("run_id", "phase")
+# Column encodings (recorder.writer.write_options): dictionary only on strings
+# and images (on floats it doubles write cost and grows files); delta for the
+# counters below; byte-stream-split for floats.
 DELTA_COLUMNS = ("env_index", "episode", "t", "global_step")
-BYTE_STREAM_SPLIT_COLUMNS = ("wall_time", "reward")
 COMPRESSION = "zstd"
 COMPRESSION_LEVEL = 3
 
@@ -258,12 +251,8 @@ MANIFEST_KEYS = (
     "gamma", "reward", "auditor_columns", "config", "counts", "dropped",
     "recorder", "versions", "host", "git_commit", "error",
 )
-
-#: Keys of ``config`` that are lifted into the manifest's own fields.
-CONFIG_KEYS = (
-    "agent", "hyperparameters", "gamma", "reward", "reward_params",
-    "reward_bounds", "auditor_columns", "seed", "protocol",
-)
+#: Keys only some manifests have: after ``recover``, and in a parts folder.
+OPTIONAL_MANIFEST_KEYS = ("unreadable_segments", "pid", "updated_at")
 
 
 def manifest_to_metadata(manifest: dict[str, Any], kind: str = "steps") -> dict[bytes, bytes]:

@@ -202,3 +202,19 @@ def test_a_second_env_mid_segment_keeps_every_counter_right(tmp_path):
         (1, 0, 1, 8, "eval", 51.0), (0, 1, 4, 9, "eval", 52.0), (1, 0, 2, 10, "eval", 53.0),
     ]
     assert rows[0]["reset_seed"] == 5
+
+
+def test_manifest_keys_are_the_declared_and_documented_ones(tmp_path):
+    from pathlib import Path
+
+    from rlaudit.schema import MANIFEST_KEYS, OPTIONAL_MANIFEST_KEYS
+
+    env = RecordTrajectory(gym.make("CartPole-v1"), tmp_path, "m", config={"agent": "random", "seed": 1})
+    env.reset(seed=1)
+    env.step(0)
+    env.close()
+    manifest = manifest_from_metadata(pq.read_schema(tmp_path / "m.parquet").metadata)
+    assert set(manifest) == set(MANIFEST_KEYS)
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "schema.md").read_text()
+    for key in MANIFEST_KEYS + OPTIONAL_MANIFEST_KEYS:
+        assert f"`{key}`" in doc, f"docs/schema.md does not document the manifest key {key!r}"
