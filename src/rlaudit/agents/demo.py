@@ -168,22 +168,22 @@ def run_demo(
     todo.sort(key=_cost, reverse=True)
     store_path.mkdir(parents=True, exist_ok=True)
 
-    def taken(run_id: str) -> None:  # another demo recorded this run since the check above
-        reason = "recorded meanwhile by another process"
-        summary.skipped.append((run_id, reason))
+    def finished(protocol: ExperimentProtocol, outcome: Callable[[], ExperimentResult]) -> None:
+        try:
+            result = outcome()
+        except RunExistsError:  # another demo recorded this run since the check above
+            reason = "recorded meanwhile by another process"
+            summary.skipped.append((protocol.run_id, reason))
+            if on_done is not None:
+                on_done(protocol.run_id, None, reason)
+            return
+        summary.results.append(result)
         if on_done is not None:
-            on_done(run_id, None, reason)
+            on_done(result.run_id, result, None)
 
     if workers == 1 or len(todo) <= 1:
         for protocol in todo:
-            try:
-                result = run_experiment(protocol, store_path)
-            except RunExistsError:
-                taken(protocol.run_id)
-                continue
-            summary.results.append(result)
-            if on_done is not None:
-                on_done(result.run_id, result, None)
+            finished(protocol, lambda: run_experiment(protocol, store_path))
         return summary
 
     # Spawned workers: no inherited torch thread pools or locks from this process.
@@ -194,15 +194,7 @@ def run_demo(
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    protocol = pending.pop(future)
-                    try:
-                        result = future.result()
-                    except RunExistsError:
-                        taken(protocol.run_id)
-                        continue
-                    summary.results.append(result)
-                    if on_done is not None:
-                        on_done(result.run_id, result, None)
+                    finished(pending.pop(future), future.result)
         except BaseException:
             for future in pending:
                 future.cancel()
