@@ -230,7 +230,10 @@ def _print_audit(audit, out_path, fail_on: str) -> None:
 @click.option("--memory-limit", default=None, help="DuckDB memory limit, e.g. 2GB.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: when stderr is a terminal).")
-def analyze_command(paths, out_dir, presets, detectors, sets, fmt, fail_on, jobs, threads, memory_limit, progress):
+@click.option("--reference", "reference", multiple=True, metavar="RUN",
+              help="A clean run to learn thresholds from (repeatable); default: each run's own early phase.")
+def analyze_command(paths, out_dir, presets, detectors, sets, fmt, fail_on, jobs, threads, memory_limit, progress,
+                    reference):
     """Run the detectors over every run in PATHS; print findings, write audit.json.
 
     \b
@@ -245,7 +248,7 @@ def analyze_command(paths, out_dir, presets, detectors, sets, fmt, fail_on, jobs
     bar = _AnalyzeProgress(sys.stderr.isatty() if progress is None else progress)
     try:
         audit = run_audit(paths, presets=presets, detectors=detectors, overrides=overrides, jobs=jobs,
-                          threads=threads, memory_limit=memory_limit, progress=bar)
+                          threads=threads, memory_limit=memory_limit, progress=bar, reference=reference)
     finally:
         bar.close()
     out_path = audit.write(out_dir)
@@ -613,6 +616,22 @@ def demo_command(store, quick, workers):
         click.echo(f"skipped {run_id}: {reason}")
     click.echo(f"recorded {len(summary.results)} runs into {summary.store}"
                + (f" ({len(summary.skipped)} skipped)" if summary.skipped else ""))
+
+
+# --- report commands ------------------------------------------------------
+# (rlaudit report)
+
+
+# --- replay and comparison commands ---------------------------------------
+# (rlaudit replay, rlaudit compare)
+
+
+# --- integration commands -------------------------------------------------
+# (rlaudit import)
+
+
+# --- experiment suites ----------------------------------------------------
+# (rlaudit stress, rlaudit bench)
 
 
 if __name__ == "__main__":  # pragma: no cover

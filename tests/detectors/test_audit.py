@@ -171,3 +171,25 @@ def test_detectors_command_lists_and_documents():
         assert section in res.output
     res = CliRunner().invoke(main, ["detectors", "reward-spik"])
     assert res.exit_code == 2 and "did you mean 'reward-spike'" in res.output
+
+
+def test_reference_runs_reach_detectors_and_the_audit(tmp_path):
+    reg = Registry()
+
+    def ref_mean(ctx):
+        if ctx.is_reference:
+            return
+        mean = ctx.reference_sql("SELECT avg(reward) FROM steps WHERE list_contains($reference, run_id)").one()[0]
+        own = ctx.sql("SELECT avg(reward) FROM steps WHERE run_id = $run_id").scalar()
+        yield ctx.finding(f"mean {own:g} (expected {mean:g} from the reference)", score=own - mean)
+    ref_mean.__doc__ = _doc()
+    detector("test-ref", severity="info", registry=reg)(ref_mean)
+
+    record_run(tmp_path, "ref", [[1.0] * 5])
+    record_run(tmp_path, "other", [[3.0] * 5])
+    audit = run_audit([tmp_path], registry=reg, reference=["ref"])
+    assert audit.reference == ("ref",)
+    assert [(f.run_id, f.score) for f in audit.findings] == [("other", 2.0)]
+    assert Audit.from_dict(json.loads(audit.to_json())).reference == ("ref",)
+    with pytest.raises(rlaudit.errors.ConfigError, match="unknown reference run .rf.*did you mean"):
+        run_audit([tmp_path], registry=reg, reference=["rf"])

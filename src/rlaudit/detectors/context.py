@@ -24,16 +24,41 @@ class Context:
 
     ``ctx.run`` is the run under audit (None for ``scope="store"`` detectors,
     which see every run in ``ctx.runs``). Queries go through :meth:`sql`,
-    which binds ``$run_id`` automatically. Build findings with
+    which binds ``$run_id`` automatically. ``ctx.reference`` holds the run
+    ids the user named as clean references (``--reference RUN``): a detector
+    that learns a threshold learns it from them when given, else from the
+    run's own early phase, never from the window it judges. Build findings with
     :meth:`finding` (fills detector, severity, run and the docstring's Fix)
     and evidence with :meth:`evidence`.
     """
 
-    def __init__(self, spec: "DetectorSpec", store: "Store", querier: Any, run: "Run | None"):
+    def __init__(self, spec: "DetectorSpec", store: "Store", querier: Any, run: "Run | None",
+                 reference: tuple[str, ...] = ()):
         self.spec = spec
         self.store = store
         self._q = querier
         self.run = run
+        self.reference = reference
+        self._wide: Any = None
+
+    @property
+    def is_reference(self) -> bool:
+        """True when the run under audit is itself one of the reference runs."""
+        return self.run is not None and self.run.run_id in self.reference
+
+    def reference_sql(self, query: str, /, **params: Any) -> "Result":
+        """Run ``query`` over the reference runs (bound as the list ``$reference``) through the store-wide views.
+
+        The run-scoped cursor a detector gets sees only its own run, so reference data is read here.
+        """
+        if self._wide is None:
+            self._wide = self.store.cursor()
+        return self._wide.sql(query, reference=list(self.reference), **params)
+
+    def close(self) -> None:
+        if self._wide is not None:
+            self._wide.close()
+            self._wide = None
 
     # -- facts about the run -----------------------------------------------
 

@@ -89,6 +89,7 @@ def run_detectors(
     *,
     jobs: int = 1,
     progress: Progress | None = None,
+    reference: Sequence[str] = (),
 ) -> DetectionOutcome:
     """Run ``specs`` over ``store``; see the module docstring."""
     params = {s.name: s.resolve_params((params or {}).get(s.name)) for s in specs}
@@ -121,7 +122,7 @@ def run_detectors(
         if reason is not None:
             result = DetectorResult(spec.name, run.run_id if run else None, STATUS_SKIPPED, reason=reason)
         else:
-            ctx = Context(spec, store, q, run)
+            ctx = Context(spec, store, q, run, reference=tuple(reference))
             try:
                 for f in spec.func(ctx, **params[spec.name]) or ():
                     if not isinstance(f, Finding):
@@ -138,6 +139,8 @@ def run_detectors(
                 findings = []
                 msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 result = DetectorResult(spec.name, ctx.run_id, STATUS_ERROR, reason=f"{type(exc).__name__}: {msg}".rstrip(": "))
+            finally:
+                ctx.close()
         seconds = time.perf_counter() - start
         if progress is not None:
             with lock:

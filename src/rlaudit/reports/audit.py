@@ -32,7 +32,7 @@ from rlaudit.detectors.model import (
     Finding,
     check_severity,
 )
-from rlaudit.errors import ConfigError, SchemaError
+from rlaudit.errors import ConfigError, SchemaError, unknown_name
 
 AUDIT_FORMAT = "rlaudit-audit"
 AUDIT_VERSION = 1
@@ -91,6 +91,14 @@ class Audit:
     results: tuple[DetectorResult, ...]
     findings: tuple[Finding, ...]
     plugin_problems: tuple[InputProblem, ...] = ()
+    #: run ids the user named as clean references (``--reference``); detectors learn thresholds from them
+    reference: tuple[str, ...] = ()
+    #: per-run signals for the report's plots (learning curves, entropy, ...), as plain data
+    series: Mapping[str, Any] = field(default_factory=dict)
+    #: baseline comparison across runs (``rlaudit compare``), or None when not computed
+    comparison: Mapping[str, Any] | None = None
+    #: counterfactual replays (``rlaudit replay``), each a plain mapping
+    counterfactuals: tuple[Mapping[str, Any], ...] = ()
     timings: Mapping[str, Any] = field(default_factory=dict)
 
     # -- summaries -------------------------------------------------------------
@@ -138,6 +146,7 @@ class Audit:
                 "files": [_asdict(f) for f in self.files],
                 "problems": [_asdict(p) for p in self.problems],
                 "run_ids": [r.run_id for r in self.runs],
+                "reference_runs": list(self.reference),
                 "steps": sum(r.steps for r in self.runs),
                 "size_bytes": sum(f.size_bytes for f in self.files),
             },
@@ -147,6 +156,9 @@ class Audit:
             "detectors": [_asdict(d) for d in self.detectors],
             "results": [_asdict(r) for r in self.results],
             "findings": [_finding_dict(f) for f in self.findings],
+            "series": dict(self.series),
+            "comparison": None if self.comparison is None else dict(self.comparison),
+            "counterfactuals": [dict(c) for c in self.counterfactuals],
         }
         body = _clean(body)
         out = {k: body[k] for k in sorted(body)}
@@ -195,6 +207,10 @@ class Audit:
             results=tuple(DetectorResult(**r) for r in data["results"]),
             findings=tuple(_finding_from(f) for f in data["findings"]),
             plugin_problems=tuple(InputProblem(**p) for p in data.get("plugin_problems", ())),
+            reference=tuple(inputs.get("reference_runs", ())),
+            series=data.get("series") or {},
+            comparison=data.get("comparison"),
+            counterfactuals=tuple(data.get("counterfactuals") or ()),
             timings=data.get("timings", {}),
         )
 
@@ -283,6 +299,7 @@ def run_audit(
     memory_limit: str | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     registry: Any = None,
+    reference: Iterable[str] = (),
 ) -> Audit:
     """Open the store under ``paths``, run the selected detectors, return the :class:`Audit`.
 
@@ -300,9 +317,13 @@ def run_audit(
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     t_open = time.perf_counter()
+    reference = tuple(dict.fromkeys(reference))
     with open_store(*list(paths), threads=threads, memory_limit=memory_limit) as store:
+        for rid in reference:
+            if rid not in store.runs:
+                raise unknown_name("reference run", rid, store.run_ids)
         t_detect = time.perf_counter()
-        outcome = run_detectors(store, specs, params, jobs=jobs, progress=progress)
+        outcome = run_detectors(store, specs, params, jobs=jobs, progress=progress, reference=reference)
         t_summary = time.perf_counter()
         episodes = store.episode_counts()
         by_run: dict[str, list[str]] = {}
@@ -348,6 +369,7 @@ def run_audit(
         results=outcome.results,
         findings=outcome.findings,
         plugin_problems=tuple(InputProblem(origin, reason) for origin, reason in registry.load_problems),
+        reference=reference,
         timings={
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "total_s": t_end - t0,
