@@ -23,20 +23,23 @@ LENGTH = 50
 
 @dataclass(frozen=True)
 class Planted:
-    """Where a plant put its failure (global_step assumes one env: episode * LENGTH + t)."""
+    """Where a plant put its failure (global_step assumes one env: episode * LENGTH + t).
 
-    run_id: str
-    episode_start: int
-    episode_end: int
-    step_start: int
-    step_end: int
+    A store-wide failure (a ``scope="store"`` detector) has no run and no span: all None.
+    """
+
+    run_id: str | None
+    episode_start: int | None = None
+    episode_end: int | None = None
+    step_start: int | None = None
+    step_end: int | None = None
 
 
 @dataclass(frozen=True)
 class Plant:
     detector: str
     plant: Callable[[Path], Planted]
-    clean: Callable[[Path], str]  # returns the run id of the clean twin
+    clean: Callable[[Path], str | None]  # returns the run id of the clean twin (None: store-wide)
 
 
 def _noisy_rewards(seed: int) -> list[list[float]]:
@@ -79,7 +82,41 @@ def _spike_clean(store: Path) -> str:
     return "spiky-clean"
 
 
+# -- below-baseline ------------------------------------------------------------
+
+
+def record_agent_runs(store: Path, agent: str, level: float, seeds=range(3), *, spread: float = 1.0,
+                      reward: str = "plant_reward", eval_episodes: int = 3, prefix: str = "") -> list[str]:
+    """Runs of ``agent`` (one per seed): 10 training episodes, then ``eval_episodes`` evaluation
+    episodes returning about ``level`` (seed-to-seed spread ``spread``)."""
+    ids = []
+    for seed in seeds:
+        rng = np.random.default_rng([seed, sum(map(ord, agent))])
+        run_level = level + spread * rng.standard_normal()
+        episodes = [[float(x) for x in rng.normal(level / 2, 1.0, size=5)] for _ in range(10)]
+        episodes += [[run_level / 5 + 0.05 * rng.standard_normal() for _ in range(5)] for _ in range(eval_episodes)]
+        run_id = f"{prefix}{agent}-s{seed}"
+        record_run(store, run_id, episodes, phase=lambda k: "train" if k < 10 else "eval",
+                   config={"agent": agent, "seed": seed, "reward": reward, "gamma": 0.99})
+        ids.append(run_id)
+    return ids
+
+
+def _below_baseline_plant(store: Path) -> Planted:
+    record_agent_runs(store, "dqn", 20.0)
+    record_agent_runs(store, "always_switch", 30.0)
+    return Planted(None)
+
+
+def _below_baseline_clean(store: Path) -> None:
+    # another task (reward), so that plant and twin can share a store without being compared
+    for agent, level in (("dqn", 40.0), ("always_switch", 30.0)):
+        record_agent_runs(store, agent, level, reward="clean_reward", prefix="clean-")
+    return None
+
+
 PLANTS: dict[str, Plant] = {
+    "below-baseline": Plant("below-baseline", _below_baseline_plant, _below_baseline_clean),
     "non-finite": Plant("non-finite", _non_finite_plant, _non_finite_clean),
     "reward-spike": Plant("reward-spike", _spike_plant, _spike_clean),
 }

@@ -114,7 +114,7 @@ def test_audit_json_is_byte_identical_across_runs(mixed_store, tmp_path):
     assert data["format"] == "rlaudit-audit" and data["rlaudit_version"] == rlaudit.__version__
     assert data["inputs"]["run_ids"] == sorted(data["inputs"]["run_ids"])
     assert {f["path"] for f in data["inputs"]["files"]} >= {str(mixed_store / "spiky.parquet")}
-    assert data["detectors"][1]["params"]["z"] == 10.0
+    assert {d["name"]: d for d in data["detectors"]}["reward-spike"]["params"]["z"] == 10.0
     assert "per_task_s" in data["timings"] and data["timings"]["total_s"] > 0
     # NaN evidence values are written as strings, the file is strict JSON
     nan_finding = next(f for f in data["findings"] if f["detector"] == "non-finite")
@@ -152,14 +152,22 @@ def test_text_summary_groups_by_run_and_json_format(mixed_store, tmp_path):
     out = res.output
     assert out.index("run nan-reward ") < out.index("critical  non-finite") < out.index("run nan-reward-clean ")
     assert "[episodes 20-33, global_step 1,007-1,699, env 0, train]" in out
-    assert "findings: 1 critical, 1 warning, 0 info" in out
+    # one finding per plant, at its detector's severity
+    expected = {s: 0 for s in ("critical", "warning", "info")}
+    for name in PLANTS:
+        expected[get_registry().get(name).severity] += 1
+    assert f"findings: {expected['critical']} critical, {expected['warning']} warning, {expected['info']} info" in out
     res = CliRunner().invoke(main, ["analyze", str(mixed_store), "--out", str(tmp_path), "--format", "json"])
-    assert json.loads(res.output)["summary"]["findings"] == {"critical": 1, "warning": 1, "info": 0}
+    assert json.loads(res.output)["summary"]["findings"] == expected
 
 
 def test_progress_bar_on_stderr(mixed_store, tmp_path):
     res = CliRunner().invoke(main, ["analyze", str(mixed_store), "--out", str(tmp_path), "--progress"])
-    assert "[" in res.output and "/10 " in res.output  # 2 detectors x 5 runs
+    with rlaudit.open(mixed_store) as store:
+        runs = len(store.run_ids)
+    specs = get_registry().specs()
+    tasks = sum(runs if s.scope == "run" else 1 for s in specs)  # run detectors x runs + store-wide detectors
+    assert "[" in res.output and f"/{tasks} " in res.output
 
 
 def test_detectors_command_lists_and_documents():

@@ -41,7 +41,7 @@ def test_evidence_sql_reproduces_the_rows(name, tmp_path):
     out = _run(tmp_path, name)
     (f,) = out.findings
     assert f.run_id == planted.run_id
-    assert f.evidence.rows and f.evidence.params["run_id"] == planted.run_id
+    assert f.evidence.rows and f.evidence.params.get("run_id") == planted.run_id
     assert f.fix == REG.get(name).fix
 
 

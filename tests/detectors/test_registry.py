@@ -41,11 +41,20 @@ def test_every_detector_finds_its_plant_and_not_its_clean_twin(name, tmp_path):
     planted = plant.plant(tmp_path / "planted")
     clean_id = plant.clean(tmp_path / "clean")
     spec = REGISTRY.get(name)
-    with rlaudit.open(tmp_path / "planted", tmp_path / "clean") as store:
-        out = run_detectors(store, [spec])
-    status = {r.run_id: r.status for r in out.results}
-    assert status[planted.run_id] == "found", out.results
-    assert status[clean_id] == "clean", out.findings
+    if spec.scope == "store":  # one verdict per store: the plant and its twin are audited apart
+        outs = []
+        for folder in ("planted", "clean"):
+            with rlaudit.open(tmp_path / folder) as store:
+                outs.append(run_detectors(store, [spec]))
+        out, clean_out = outs
+        assert [r.status for r in out.results] == ["found"], out.results
+        assert [r.status for r in clean_out.results] == ["clean"], clean_out.findings
+    else:
+        with rlaudit.open(tmp_path / "planted", tmp_path / "clean") as store:
+            out = run_detectors(store, [spec])
+        status = {r.run_id: r.status for r in out.results}
+        assert status[planted.run_id] == "found", out.results
+        assert status[clean_id] == "clean", out.findings
     found = [f for f in out.findings if f.run_id == planted.run_id]
     assert len(found) == 1, "one finding per condition, not one per episode"
     f = found[0]

@@ -14,6 +14,8 @@ PRESETS: dict[str, tuple[str, ...] | None] = {
     "reward-hacking": ("reward-spike",),
     # numerical and optimisation health of the training run
     "training-health": ("non-finite",),
+    # learners against heuristic baselines on the same task (needs several seeds per agent)
+    "baselines": ("below-baseline",),
     # the recorded data itself: values a detector or a reviewer cannot trust
     "data-integrity": ("non-finite",),
 }

@@ -36,6 +36,7 @@ ENTRY_POINT_GROUP = "rlaudit.detectors"
 DOC_SECTIONS = ("Finds", "Why it matters", "Evidence", "Not flagged", "Fix")
 SCOPES = ("run", "store")
 BUILTIN_MODULES = (
+    "rlaudit.detectors.baseline",
     "rlaudit.detectors.numeric",
     "rlaudit.detectors.reward",
 )
