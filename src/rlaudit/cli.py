@@ -42,6 +42,7 @@ def main():
       rlaudit runs runs/                list the runs in a store
       rlaudit analyze runs/             run the detectors; audit.json; exit status for CI
       rlaudit sql runs/ "SELECT ..."    query the steps / episodes / runs / metrics views
+      rlaudit compare runs/             agents against heuristic baselines across seeds
       rlaudit recover runs/             finalise runs left behind by a killed process
     """
 
@@ -624,6 +625,120 @@ def demo_command(store, quick, workers):
 
 # --- replay and comparison commands ---------------------------------------
 # (rlaudit replay, rlaudit compare)
+
+
+def _interval(iv: dict, digits: int = 4) -> str:
+    return f"{iv['value']:.{digits}g} [{iv['low']:.{digits}g}, {iv['high']:.{digits}g}]"
+
+
+def _print_comparison(data: dict, written: list) -> None:
+    score = data["score"]
+    click.echo(f"compare by {data['by']}: {len(data['groups'])} groups, "
+               f"{sum(len(g['runs']) for g in data['groups'])} runs; baseline: {data['baseline'] or 'none'}")
+    click.echo(f"score: {score['note']}")
+    click.echo(f"intervals: {data['confidence']:.0%} stratified bootstrap, {data['resamples']:,} resamples, "
+               f"seed {data['seed']}\n")
+    tests = {t["group"]: t for t in data["tests"]}
+    rows = []
+    for g in data["groups"]:
+        t = tests.get(g["name"])
+        row = [g["name"], str(len(g["runs"])), _interval(g["iqm"]), f"{g['mean']['value']:.4g}",
+               f"{g['median']['value']:.4g}"]
+        if t is not None:
+            row += [_interval(t["difference"]), _interval(t["prob_improvement"], 2), f"{t['welch_p']:.3g}",
+                    f"{t['mannwhitney_p']:.3g}", t["verdict"], "-" if t["mde"] is None else f"{t['mde']:.4g}"]
+        elif g["name"] == data["baseline"]:
+            row += ["(baseline)", "", "", "", "", ""]
+        else:
+            row += ["", "", "", "", "", ""]
+        rows.append(row)
+    _print_table(["group", "n", "IQM [95% CI]", "mean", "median", "mean diff vs baseline", "P(improvement)",
+                  "Welch p", "MWU p", "verdict", "MDE"], rows)
+    # each note once, with the groups it concerns (all of them: no list)
+    notes: dict[str, list[str]] = {}
+    for t in data["tests"]:
+        for part in (t["note"] or "").split("; "):
+            if part:
+                notes.setdefault(part, []).append(t["group"])
+    if notes:
+        click.echo("")
+    for part, groups in notes.items():
+        click.echo(f"note: {part}" if len(groups) == len(data["tests"]) else f"{', '.join(groups)}: {part}")
+    click.echo("")
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+def _make_baselines(paths) -> list[str]:
+    """Record the heuristic baselines of the career-env runs in PATHS; the new run files."""
+    from rlaudit.agents.baselines import record_baselines
+    from rlaudit.analyzer.store import open as open_store
+
+    with open_store(*paths) as store:
+        manifests = [dict(store.runs[rid].manifest, run_id=rid) for rid in store.run_ids]
+        folders = sorted({os.path.dirname(os.path.abspath(store.runs[rid].path)) for rid in store.run_ids})
+    if len(folders) != 1:
+        raise RlauditError(
+            f"--make-baselines records into the folder of the runs; expected one folder, found {len(folders)} "
+            f"({', '.join(folders[:3])}); compare the runs of one folder"
+        )
+    recorded = []
+
+    def done(result):
+        recorded.append(result.path)
+        click.echo(f"recorded baseline {result.run_id} ({result.wall_time:.1f} s)", err=True)
+
+    plan, _ = record_baselines(manifests, folders[0], on_done=done)
+    if not plan.todo and not plan.present:
+        raise RlauditError(
+            "--make-baselines needs career-env runs recorded by rlaudit train (their manifest holds the "
+            f"protocol); found none among {len(manifests)} runs"
+        )
+    click.echo(f"baselines: {len(recorded)} recorded, {len(plan.present)} already present", err=True)
+    return recorded
+
+
+@main.command("compare")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--by", default="agent", show_default=True, help="Group runs by agent, reward or regime.")
+@click.option("--baseline", default=None,
+              help="Group to test the others against (default with --by agent: the best heuristic).")
+@click.option("--make-baselines", is_flag=True,
+              help="First record the career env's heuristic baselines with the same seeds and protocol.")
+@click.option("--resamples", type=int, default=50_000, show_default=True, help="Bootstrap resamples.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--out", "out_dir", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Directory for comparison.json (an audit.json there gets the comparison too).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Terminal output: a table, or the comparison JSON.")
+def compare_command(paths, by, baseline, make_baselines, resamples, seed, out_dir, fmt):
+    """Compare groups of runs across seeds: IQM, mean, median with intervals, tests against a baseline.
+
+    \b
+    rlaudit compare runs/                          agents against the best heuristic
+    rlaudit compare runs/ --make-baselines         record heuristic baselines first (career env)
+    rlaudit compare runs/ppo-* --by regime --baseline stable
+    Runs must share env id, and agent, reward and regime except the one grouped by.
+    """
+    from rlaudit.analyzer.compare import compare
+    from rlaudit.reports.audit import comparison_json, write_comparison
+
+    paths = list(paths)
+    if make_baselines:
+        new_files = _make_baselines(paths)
+        if new_files:  # PATHS that named files (not the folder) do not cover the new runs yet
+            from rlaudit.analyzer.store import open as open_store
+
+            with open_store(*paths) as store:
+                have = {os.path.realpath(store.runs[rid].path) for rid in store.run_ids}
+            paths += [f for f in new_files if os.path.realpath(f) not in have]
+    result = compare(paths, by=by, baseline=baseline, resamples=resamples, seed=seed)
+    data = result.to_dict()
+    written = [p for p in write_comparison(out_dir, data) if p is not None]
+    if fmt == "json":
+        click.echo(comparison_json(data), nl=False)
+    else:
+        _print_comparison(data, written)
 
 
 # --- integration commands -------------------------------------------------

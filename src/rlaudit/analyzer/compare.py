@@ -361,8 +361,10 @@ def _check_alike(conds: Sequence[RunCondition], by: str) -> None:
             continue
         labels = _label_conditions(conds, dim) if dim in ("reward", "regime") else {
             c.run_id: c.value(dim) or "none" for c in conds}
-        parts = [f"{labels[rids[0]] or 'none'} ({', '.join(rids[:3])}{' ...' if len(rids) > 3 else ''})"
+        parts = [f"{labels[rids[0]] or 'none'} ({len(rids)} run{'s' if len(rids) > 1 else ''}, e.g. {rids[0]})"
                  for rids in sorted(seen.values())]
+        if len(parts) > 4:
+            parts = parts[:4] + [f"and {len(parts) - 4} more"]
         dim_name = "env id" if dim == "env" else dim
         hint = f" or use --by {dim}" if dim in BY else ""
         raise ConfigError(
@@ -513,7 +515,7 @@ def _test(g: GroupResult, base: GroupResult, *, resamples: int, confidence: floa
     if v == "tie":
         notes.append(
             f"tie: with {x.size} and {y.size} runs a mean difference below {mde:.4g} is unlikely to be detected "
-            f"(Welch, {POWER:.0%} power, alpha {alpha:g}); an undetected difference is not evidence of equality"
+            f"(Welch, {POWER:.0%} power, alpha {alpha:g}), and an undetected difference is no evidence of equality"
         )
     if min(x.size, y.size) < SMALL_N:
         notes.append(f"fewer than {SMALL_N} runs per group: bootstrap intervals cover less than "
@@ -559,4 +561,7 @@ def auto_comparison(store: "Store", *, resamples: int = 50_000, seed: int = 0, q
             best = kept
     if best is None:
         return None
-    return compare(store, by="agent", runs=best, resamples=resamples, seed=seed, querier=querier)
+    try:
+        return compare(store, by="agent", runs=best, resamples=resamples, seed=seed, querier=querier)
+    except ConfigError:  # e.g. a run of the cell has non-finite returns and its group shrinks below two
+        return None

@@ -13,6 +13,7 @@ schema.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -306,6 +307,7 @@ def run_audit(
     Usage errors (unknown detector or preset, bad ``--set`` value, a path
     that does not exist, no readable run) raise before anything is analysed.
     """
+    from rlaudit.analyzer.compare import auto_comparison
     from rlaudit.analyzer.store import open as open_store
     from rlaudit.detectors.registry import get_registry
     from rlaudit.detectors.runner import run_detectors
@@ -352,6 +354,9 @@ def run_audit(
             files += [InputFile(p, "metrics", rid, os.path.getsize(p)) for p in run.metrics_files]
         problems = tuple(InputProblem(p.path, p.reason) for p in store.problems)
         inputs = store.inputs
+        t_compare = time.perf_counter()
+        comparison = auto_comparison(store)
+        t_compared = time.perf_counter()
         total_steps = store.total_steps
     t_end = time.perf_counter()
     infos = tuple(
@@ -370,14 +375,45 @@ def run_audit(
         findings=outcome.findings,
         plugin_problems=tuple(InputProblem(origin, reason) for origin, reason in registry.load_problems),
         reference=reference,
+        comparison=None if comparison is None else comparison.to_dict(),
         timings={
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "total_s": t_end - t0,
             "open_s": t_detect - t_open,
             "detectors_s": t_summary - t_detect,
             "summary_s": t_end - t_summary,
+            "comparison_s": t_compared - t_compare,
             "steps_per_s": total_steps / (t_end - t0) if t_end > t0 else None,
             "jobs": jobs,
             "per_task_s": dict(sorted(outcome.seconds.items())),
         },
     )
+
+
+# ---------------------------------------------------------------------------
+# The comparison block outside an audit
+# ---------------------------------------------------------------------------
+
+COMPARISON_FILENAME = "comparison.json"
+
+
+def comparison_json(comparison: Mapping[str, Any]) -> str:
+    """The ``comparison`` block as deterministic JSON (the rules of :meth:`Audit.to_json`)."""
+    return json.dumps(_clean(dict(comparison)), sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def write_comparison(out_dir: str | os.PathLike, comparison: Mapping[str, Any]) -> tuple[Path, Path | None]:
+    """Write ``comparison.json`` into ``out_dir``; when it holds an ``audit.json``, replace that
+    audit's ``comparison`` (everything else in it is kept). Returns both paths (None: no audit)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / COMPARISON_FILENAME
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(comparison_json(comparison), encoding="utf-8")
+    os.replace(tmp, path)
+    audit_path = out / AUDIT_FILENAME
+    if not audit_path.exists():
+        return path, None
+    audit = Audit.load(audit_path)
+    dataclasses.replace(audit, comparison=dict(comparison)).write(audit_path)
+    return path, audit_path
