@@ -362,7 +362,7 @@ def _check_alike(conds: Sequence[RunCondition], by: str) -> None:
         labels = _label_conditions(conds, dim) if dim in ("reward", "regime") else {
             c.run_id: c.value(dim) or "none" for c in conds}
         parts = [f"{labels[rids[0]] or 'none'} ({len(rids)} run{'s' if len(rids) > 1 else ''}, e.g. {rids[0]})"
-                 for rids in sorted(seen.values())]
+                 for rids in sorted(seen.values(), key=lambda rids: (labels[rids[0]] or "", rids))]
         if len(parts) > 4:
             parts = parts[:4] + [f"and {len(parts) - 4} more"]
         dim_name = "env id" if dim == "env" else dim
