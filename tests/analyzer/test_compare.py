@@ -207,7 +207,7 @@ def test_cli_prints_the_table_and_writes_comparison_json(store, tmp_path):
 def test_cli_errors_are_one_line(tmp_path):
     record_agent_runs(tmp_path, "dqn", 10.0, seeds=range(2), reward="r1")
     record_agent_runs(tmp_path, "always_stay", 10.0, seeds=range(2), reward="r2")
-    for args in ([], ["--by", "reword"], ["--by", "reward", "--resamples", "0"]):
+    for args in ([], ["--by", "reword"], ["--by", "reward", "--resamples", "0"], ["--seed", "-1"]):
         res = CliRunner().invoke(main, ["compare", str(tmp_path), *args, "--out", str(tmp_path / "o")])
         assert res.exit_code == 2
         lines = res.output.strip().splitlines()

@@ -338,17 +338,20 @@ def _difference_interval(x: np.ndarray, y: np.ndarray, *, resamples: int, confid
 
 
 def _label_conditions(conds: Sequence[RunCondition], dimension: str) -> dict[str, str]:
-    """Group name per run: the label, with parameters added where one label has several identities."""
-    by_label: dict[str, set[str]] = {}
+    """Group name per run: the label, plus the parameters that tell apart runs sharing a label."""
+    def params(c: RunCondition) -> Mapping[str, Any]:
+        return c.reward_params if dimension == "reward" else c.env_params if dimension == "regime" else {}
+
+    by_label: dict[str, list[RunCondition]] = {}
     for c in conds:
-        by_label.setdefault(c.value(dimension) or "", set()).add(c.identity(dimension))
+        by_label.setdefault(c.value(dimension) or "", []).append(c)
     names = {}
-    for c in conds:
-        label = c.value(dimension) or ""
-        if len(by_label[label]) > 1:
-            params = c.reward_params if dimension == "reward" else c.env_params
-            label += "(" + ", ".join(f"{k}={v}" for k, v in sorted(params.items())) + ")"
-        names[c.run_id] = label
+    for label, members in by_label.items():
+        keys = sorted({k for c in members for k in params(c)})
+        differing = [k for k in keys if len({_key(params(c).get(k)) for c in members}) > 1]
+        for c in members:
+            shown = ", ".join(f"{k}={params(c).get(k)}" for k in differing)
+            names[c.run_id] = f"{label}({shown})" if differing else label
     return names
 
 
@@ -413,6 +416,8 @@ def _compare(store, by, baseline, runs, resamples, seed, confidence, k, alpha, q
         raise ConfigError(f"--resamples must be a positive integer, got {resamples!r}")
     if not 0 < confidence < 1:
         raise ConfigError(f"confidence must lie strictly between 0 and 1, got {confidence!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"--seed must be an integer >= 0, got {seed!r}")
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must lie strictly between 0 and 1, got {alpha!r}")
     querier = querier or store
