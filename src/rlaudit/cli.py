@@ -198,6 +198,11 @@ def _print_audit(audit, out_path, fail_on: str) -> None:
             click.echo(f"  {f.severity:<8}  {f.detector:<{width}}  {f.summary}")
         for r in quiet.get("(store)", []):
             click.echo(f"  {r.status:<8}  {r.detector:<{width}}  {r.reason}")
+    comp = audit.comparison
+    if comp and comp.get("tests"):
+        verdicts = ", ".join(f"{t['group']} {t['verdict']}" for t in comp["tests"])
+        click.echo(f"\ncomparison by {comp['by']} against {comp['baseline']}: {verdicts} "
+                   "(details: rlaudit compare, or comparison in audit.json)")
     counts = audit.counts()
     statuses = audit.status_counts()
     click.echo(

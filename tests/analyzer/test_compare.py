@@ -235,6 +235,12 @@ def test_analyze_fills_the_comparison_and_compare_replaces_it(store, tmp_path):
     assert after_audit.timings == audit.timings or after_audit.timings["total_s"] == pytest.approx(audit.timings["total_s"])
 
 
+def test_analyze_summary_names_the_verdicts(store, tmp_path):
+    res = CliRunner().invoke(main, ["analyze", str(store), "-d", "non-finite", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "comparison by agent against always_switch: dqn better, ppo tie, random worse" in res.output
+
+
 def test_analyze_leaves_the_comparison_empty_without_two_groups(tmp_path):
     record_agent_runs(tmp_path, "dqn", 10.0, seeds=range(3))
     record_agent_runs(tmp_path, "always_stay", 10.0, seeds=range(1))
