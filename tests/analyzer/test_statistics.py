@@ -134,6 +134,14 @@ def test_bootstrap_interval_equals_the_exact_bootstrap_quantiles(name):
     assert got.value == float(func(st.as_matrix(x)))
 
 
+def test_mean_difference_interval_on_an_exact_case():
+    # x resamples to mean 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4; y is constant
+    got = st.mean_difference_interval([0.0, 1.0], [0.0, 0.0], resamples=20_000, seed=2)
+    assert (got.value, got.low, got.high) == (0.5, 0.0, 1.0)
+    got = st.mean_difference_interval([1.0, 2.0, 4.0], [1.0, 2.0, 4.0], resamples=5000, seed=2)
+    assert got.value == 0.0 and got.low < 0.0 < got.high
+
+
 def test_bootstrap_is_deterministic_under_a_seed():
     rng = np.random.default_rng(5)
     x = rng.lognormal(size=(10, 3))

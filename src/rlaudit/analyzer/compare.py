@@ -321,22 +321,6 @@ def _group_rng(seed: int, *names: str) -> np.random.Generator:
     return np.random.default_rng([seed, *(zlib.crc32(n.encode("utf-8")) for n in names)])
 
 
-def _difference_interval(x: np.ndarray, y: np.ndarray, *, resamples: int, confidence: float,
-                         rng: np.random.Generator) -> st.Interval:
-    """mean(x) − mean(y) with a percentile bootstrap interval (x and y resampled independently)."""
-    value = float(x.mean() - y.mean())
-    diffs = np.empty(resamples)
-    step = max(1, 4_000_000 // (x.size + y.size))
-    for start in range(0, resamples, step):
-        stop = min(resamples, start + step)
-        ix = rng.integers(0, x.size, size=(stop - start, x.size))
-        iy = rng.integers(0, y.size, size=(stop - start, y.size))
-        diffs[start:stop] = x[ix].mean(axis=1) - y[iy].mean(axis=1)
-    tail = (1 - confidence) / 2
-    low, high = np.percentile(diffs, [100 * tail, 100 * (1 - tail)])
-    return st.Interval(value, float(low), float(high))
-
-
 def _label_conditions(conds: Sequence[RunCondition], dimension: str) -> dict[str, str]:
     """Group name per run: the label, plus the parameters that tell apart runs sharing a label."""
     def params(c: RunCondition) -> Mapping[str, Any]:
@@ -507,7 +491,7 @@ def _test(g: GroupResult, base: GroupResult, *, resamples: int, confidence: floa
           extra: str | None) -> TestAgainstBaseline:
     x, y = np.array(g.scores), np.array(base.scores)
     rng = _group_rng(seed, g.name, base.name)
-    diff = _difference_interval(x, y, resamples=resamples, confidence=confidence, rng=rng)
+    diff = st.mean_difference_interval(x, y, resamples=resamples, confidence=confidence, rng=rng)
     poi = st.poi_interval(x, y, resamples=resamples, confidence=confidence, rng=rng)
     w = st.welch(x, y)
     w_less = st.welch(x, y, alternative="less")
