@@ -121,6 +121,8 @@ def reward_hacking(
     checkpoints: int = 10,
     max_tau: float = -0.5,
     goals: tuple = (),
+    min_trend: float = 0.3,
+    edge: float = 0.01,
     cap: int = 50,
 ) -> Iterator[Finding]:
     """The proxy return rises while an auditor signal (a true reward, burnout, ...) gets worse.
@@ -149,7 +151,15 @@ def reward_hacking(
         blocks of training episodes; a Kendall tau between the checkpoints'
         mean proxy return and mean auditor goodness of at most ``max_tau``
         with p <= ``alpha`` is a rank reversal (the checkpoints the proxy
-        ranks higher are the ones the auditor ranks lower).
+        ranks higher are the ones the auditor ranks lower). Separately,
+        within episodes: episodes in which the step reward rises with time
+        (Pearson correlation with ``t`` at least ``min_trend``) while the
+        auditor's goodness falls with time (at most -``min_trend``) and the
+        episode ends with the auditor within ``edge`` of the range at the
+        worst value the run reached, persistent over at least
+        ``min_episodes`` episodes: the learner is paid more and more as it
+        drives the auditor to its worst state in every episode (a hack present
+        from the first episode, which no trend over training can show).
 
     Why it matters:
         The proxy is what the learner sees; the auditor column is what you
@@ -163,7 +173,9 @@ def reward_hacking(
         first_global_step, return, the auditor's episode mean, and both robust
         z-scores against the baseline (medians and scales are the expected
         values). For a rank reversal, one row per checkpoint with its mean
-        proxy return and mean auditor value.
+        proxy return and mean auditor value. Within episodes: per episode the
+        step count, mean step reward, the proxy's and the auditor's trend
+        correlations with time, and the auditor's final value.
 
     Not flagged:
         Runs without a usable auditor column (skipped, with the reason: none
@@ -173,6 +185,10 @@ def reward_hacking(
         persistent stretch); runs too short for a baseline (fewer than twice
         ``min_baseline`` episodes and no reference). Episode means of the
         auditor are compared, so episode length does not change the verdict.
+        Within episodes: a proxy that falls while the auditor rises (a
+        policy that never cashes in), an auditor that worsens without
+        reaching the run's worst value (burnout that builds up and is
+        managed), and a proxy that does not rise with it.
 
     Fix:
         Look at what the flagged episodes do differently (the action and state
@@ -234,6 +250,56 @@ def reward_hacking(
                                      max_tau, alpha, cap)
         if finding is not None:
             yield finding
+        within = _within_episode(ctx, col, goal, sign, min_trend, edge, min_episodes, cap)
+        if within is not None:
+            yield within
+
+
+_WITHIN_EPISODES = """
+SELECT env_index, episode, min(global_step) AS first_global_step, max(global_step) AS last_global_step,
+       any_value(phase) AS phase, count(*) AS steps, avg(reward) AS step_reward,
+       round(corr(reward, t), 4) AS proxy_trend, round(corr($sign * a, t), 4) AS auditor_trend,
+       arg_max(a, t) AS final_auditor
+FROM (SELECT env_index, episode, t, global_step, phase, reward, TRY_CAST({col} AS DOUBLE) AS a
+      FROM steps WHERE run_id = $run_id AND isfinite(reward)) AS s
+WHERE isfinite(a)
+GROUP BY env_index, episode
+"""
+
+
+def _within_episode(ctx, col, goal, sign, min_trend, edge, min_episodes, cap) -> Finding | None:
+    """Episodes in which the proxy climbs while the auditor slides to the worst value the run reached."""
+    lo, hi = ctx.sql(f"SELECT min(a), max(a) FROM (SELECT TRY_CAST({column_sql(col)} AS DOUBLE) AS a FROM steps "
+                     "WHERE run_id = $run_id) WHERE isfinite(a)").one()
+    if lo is None or not hi > lo:
+        return None
+    worst = lo if goal == "max" else hi
+    query = _WITHIN_EPISODES.format(col=column_sql(col))
+    rows = ctx.sql(query + " ORDER BY first_global_step, env_index", sign=sign).rows()
+    tol = edge * (hi - lo)
+    flags = [r[7] is not None and r[8] is not None and r[7] >= min_trend and r[8] <= -min_trend
+             and abs(r[9] - worst) <= tol for r in rows]
+    span = persistent_span(flags, min_episodes=min_episodes)
+    if span is None:
+        return None
+    fields = span_fields(rows, span, phase_col=4)
+    n = len(span.members)
+    share = sum(flags) / len(rows)
+    evidence = ctx.evidence(
+        f"SELECT * FROM ({query}) AS ep WHERE first_global_step BETWEEN $step_start AND $step_end "
+        "ORDER BY first_global_step, env_index",
+        cap=cap, sign=sign, step_start=fields["step_start"], step_end=fields["step_end"],
+    )
+    return ctx.finding(
+        f"within {n} episodes the proxy reward climbs while {col} slides to its worst value {num(worst)} "
+        f"({share:.0%} of the run's episodes end there); expected the proxy not to pay for a worsening auditor",
+        score=float(share),
+        evidence=evidence,
+        actual={"auditor": col, "goal": goal, "condition": "within-episode", "episodes": n,
+                "share_of_episodes": share, "worst_value": worst},
+        expected={"min_trend": min_trend, "worst_band": tol},
+        **fields,
+    )
 
 
 def _hacking_finding(ctx, col, goal, rows, offset, span, query, p, base_from, p_med, p_scale,
@@ -348,6 +414,7 @@ def reward_term_dominance(
     min_baseline: int = 10,
     min_episodes: int = 5,
     alpha: float = 0.01,
+    task_terms: tuple = (),
     cap: int = 50,
 ) -> Iterator[Finding]:
     """One reward term carries most of the return, or a bonus term's share of the return grows during training.
@@ -383,7 +450,9 @@ def reward_term_dominance(
     Not flagged:
         Terms the manifest declares as the task by design
         (``reward_task_terms``, e.g. an alive bonus in a survival task, or
-        ``salary`` in the career env's rewards): they may dominate and grow.
+        ``salary`` in the career env's rewards), or that ``task_terms`` names
+        (``--set reward-term-dominance.task_terms=salary`` for stores recorded
+        without the declaration): they may dominate and grow.
         Penalty terms cannot drift (a drift must come from a term paying
         positively). Rewards with fewer than two recorded terms; runs too
         short for a baseline; shares that change by less than ``drift``.
@@ -397,7 +466,7 @@ def reward_term_dominance(
     terms = list(ctx.struct_fields("reward_terms"))
     if len(terms) < 2:
         return
-    task = set(ctx.manifest.get("reward_task_terms") or ())
+    task = set(ctx.manifest.get("reward_task_terms") or ()) | set(task_terms)
     cols = ", ".join(f"coalesce(e.term_returns.{ident(t)}, 0) AS {ident('term_' + t)}" for t in terms)
     phase = _train_filter(ctx)
     query = (f"SELECT e.env_index, e.episode, e.first_global_step, e.last_global_step, e.phase, e.return, {cols} "
