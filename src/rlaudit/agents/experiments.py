@@ -353,6 +353,7 @@ def run_experiment(
                 "gamma": float(getattr(agent, "gamma", 0.99)),
                 "reward": protocol.reward,
                 "reward_params": dict(reward_fn.params),
+                "reward_bounds": list(reward_fn.bounds(env.unwrapped.params)),
                 "auditor_columns": list(protocol.auditor_columns),
                 "seed": protocol.seed,
                 "protocol": protocol.to_dict(),
