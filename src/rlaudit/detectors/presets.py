@@ -13,7 +13,10 @@ PRESETS: dict[str, tuple[str, ...] | None] = {
     # proxy-reward pathologies: the reward the learner saw is not the task
     "reward-hacking": ("reward-spike",),
     # numerical and optimisation health of the training run
-    "training-health": ("non-finite",),
+    "training-health": (
+        "non-finite", "performance-collapse", "policy-collapse", "regime-shift", "sparse-reward-stall",
+        "training-instability", "value-explosion",
+    ),
     # the recorded data itself: values a detector or a reviewer cannot trust
-    "data-integrity": ("non-finite",),
+    "data-integrity": ("irreproducible", "non-finite"),
 }
