@@ -159,7 +159,7 @@ VALUE_CONFIG = {"gamma": 0.9, "reward_bounds": [0.0, 2.0]}  # achievable values:
 
 
 def _diverging_value(k: int, t: int) -> float:
-    return 10.0 if k < 40 else 25.0 * 1.2 ** (k - 40)
+    return 10.0 if k < 40 else 30.0 * 1.2 ** (k - 40)
 
 
 def _value_plant(store: Path) -> Planted:

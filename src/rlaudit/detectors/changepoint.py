@@ -105,6 +105,53 @@ def cusum_change(x: np.ndarray, min_size: int = 5) -> Change | None:
     return Change(index, stat, min(max(p, 0.0), 1.0), before, after, sd, phi)
 
 
+def epidemic_change(x: np.ndarray, min_size: int = 5) -> tuple[Change, Change] | None:
+    """The most likely pair of mean changes in ``x`` (a level that changes and comes back, or a staircase).
+
+    The statistic is the range of the CUSUM bridge, ``V = (max_k D_k - min_k D_k) / (sd_lr sqrt(n))``,
+    whose null limit is Kuiper's distribution; the residuals are taken around
+    the three fitted segment means. Both changes carry the same statistic and
+    asymptotic p-value. None when ``x`` is too short.
+    """
+    x = np.asarray(x, dtype=float)
+    n = x.size
+    min_size = max(1, int(min_size))
+    if n < 3 * min_size:
+        return None
+    d = np.concatenate([[0.0], np.cumsum(x - x.mean())])  # D_0..D_n
+    ks = np.arange(n + 1)
+    ok = (ks >= min_size) & (ks <= n - min_size)
+    hi_k = int(np.argmax(np.where(ok, d, -np.inf)))
+    lo_k = int(np.argmin(np.where(ok, d, np.inf)))
+    i, j = sorted((hi_k, lo_k))
+    if j - i < min_size:
+        return None
+    parts = (x[:i], x[i:j], x[j:])
+    means = [float(p.mean()) for p in parts]
+    resid = np.concatenate([p - m for p, m in zip(parts, means)])
+    sd, phi, sd_lr = long_run_sd(resid)
+    rng = float(d[hi_k] - d[lo_k])
+    if sd_lr > 0:
+        stat = rng / (sd_lr * math.sqrt(n))
+        p = float(np.clip(_kuiper_sf(stat), 0.0, 1.0))
+    else:
+        stat, p = (math.inf, 0.0) if rng > 0 else (0.0, 1.0)
+    return (Change(i, stat, p, means[0], means[1], sd, phi), Change(j, stat, p, means[1], means[2], sd, phi))
+
+
+def _kuiper_sf(v: float) -> float:
+    """P(V > v) for Kuiper's statistic (the range of a Brownian bridge)."""
+    if v < 0.4:
+        return 1.0
+    j = np.arange(1, 101)
+    return float(2.0 * np.sum((4.0 * j**2 * v**2 - 1.0) * np.exp(-2.0 * j**2 * v**2)))
+
+
+def _range_stats(x: np.ndarray, min_size: int) -> np.ndarray:
+    """The statistic of :func:`epidemic_change` for every row of ``x``."""
+    return np.array([c[0].statistic if (c := epidemic_change(row, min_size)) is not None else 0.0 for row in x])
+
+
 def _max_stats(x: np.ndarray, min_size: int) -> np.ndarray:
     """The standardised CUSUM statistic of every row of ``x`` (vectorised :func:`cusum_change`)."""
     b, n = x.shape
@@ -129,7 +176,8 @@ def _max_stats(x: np.ndarray, min_size: int) -> np.ndarray:
     return peak / (np.where(sd_lr > 0, sd_lr, np.inf) * math.sqrt(n))
 
 
-def bootstrap_p(change: Change, n: int, *, min_size: int = 5, resamples: int = 499, seed: int = 0) -> float:
+def bootstrap_p(change: Change, n: int, *, min_size: int = 5, resamples: int = 499, seed: int = 0,
+                epidemic: bool = False) -> float:
     """p-value of ``change`` against a parametric AR(1) null fitted to its residuals.
 
     Series of length ``n`` are simulated as AR(1) with the change's
@@ -145,7 +193,7 @@ def bootstrap_p(change: Change, n: int, *, min_size: int = 5, resamples: int = 4
     sims = e
     for t in range(1, n):  # AR(1) recursion along time, all resamples at once
         sims[:, t] += change.phi * sims[:, t - 1]
-    null = _max_stats(sims, max(1, min_size))
+    null = _range_stats(sims, max(1, min_size)) if epidemic else _max_stats(sims, max(1, min_size))
     return float((1 + np.count_nonzero(null >= change.statistic)) / (resamples + 1))
 
 
@@ -165,14 +213,22 @@ def segment(x: np.ndarray, *, alpha: float = 0.01, min_size: int = 5, min_shift:
     while todo and len(found) < max_changes:
         lo, hi = todo.pop()
         c = cusum_change(x[lo:hi], min_size)
-        if c is None or c.p_value >= alpha or c.shift_sd < min_shift:
+        if c is not None and c.p_value < alpha and c.shift_sd >= min_shift:
+            p = bootstrap_p(c, hi - lo, min_size=min_size, resamples=resamples, seed=lo)
+            if p < alpha:
+                found.append(Change(lo + c.index, c.statistic, p, c.before, c.after, c.sd, c.phi))
+                todo += [(lo, lo + c.index), (lo + c.index, hi)]
+                continue
+        # no single change: a level that changes and comes back (or two steps) hides from the one-split test
+        pair = epidemic_change(x[lo:hi], min_size)
+        if pair is None or pair[0].p_value >= alpha or min(c.shift_sd for c in pair) < min_shift:
             continue
-        p = bootstrap_p(c, hi - lo, min_size=min_size, resamples=resamples, seed=lo)
+        p = bootstrap_p(pair[0], hi - lo, min_size=min_size, resamples=min(resamples, 199), seed=lo, epidemic=True)
         if p >= alpha:
             continue
-        found.append(Change(lo + c.index, c.statistic, p, c.before, c.after, c.sd, c.phi))
-        todo.append((lo, lo + c.index))
-        todo.append((lo + c.index, hi))
+        a, b = (Change(lo + c.index, c.statistic, p, c.before, c.after, c.sd, c.phi) for c in pair)
+        found += [a, b]
+        todo += [(lo, a.index), (a.index, b.index), (b.index, hi)]
     return sorted(found, key=lambda c: c.index)
 
 

@@ -187,6 +187,15 @@ def policy_collapse(
         return
     a, b = collapse
     onset, end = int(starts[a]), int(ends[b])
+    if not use_entropy:
+        # refine the onset inside the window before the collapse: the first episode from which each
+        # episode's own action entropy stays below the floor
+        lo = int(starts[a - 1])
+        q = hist[lo:onset] / np.maximum(hist[lo:onset].sum(axis=1, keepdims=True), 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            own = -np.nansum(np.where(q > 0, q * np.log(q), 0.0), axis=1) / math.log(n_actions)
+        above = np.flatnonzero(own >= floor)
+        onset = lo + (int(above[-1]) + 1 if above.size else 0)
     before, after = ser.ret[:onset], ser.ret[onset:]
     if before.size < 2:
         return

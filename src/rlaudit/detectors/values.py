@@ -33,7 +33,7 @@ def _bounds(ctx: Context) -> tuple[float, float] | None:
 def value_explosion(
     ctx: Context,
     *,
-    bound_slack: float = 0.05,
+    bound_slack: float = 0.25,
     runaway: float = 10.0,
     over: float = 0.5,
     stall: float = 0.5,
