@@ -45,7 +45,7 @@ def below_baseline(ctx: Context, *, alpha: float = 0.05, min_runs: int = 2, resa
 
     Not flagged:
         Tasks without a heuristic group or without a learning group of at
-        least ``min_runs`` scored runs each (the detector is skipped when no
+        least ``min_runs`` scored runs each (2 at the least; the detector is skipped when no
         task has both: record baselines with ``rlaudit compare
         --make-baselines``); runs whose manifest names no agent; heuristic
         groups themselves; learning agents whose verdict is "better".
@@ -58,6 +58,7 @@ def below_baseline(ctx: Context, *, alpha: float = 0.05, min_runs: int = 2, resa
         or use the heuristic: if a rule does as well, the learner is not
         needed.
     """
+    min_runs = max(2, min_runs)  # a test needs two runs per group
     cells = []
     for cell in comparable_cells(ctx.store):
         scored = score_runs(ctx, cell).values
