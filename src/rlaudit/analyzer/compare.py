@@ -226,7 +226,9 @@ def score_runs(querier: Any, runs: Sequence[str], *, k: int = DEFAULT_K) -> Scor
         if score is None or not math.isfinite(score):
             left_out[rid] = f"score is {score} (non-finite returns)"
         else:
-            values[rid] = float(score)
+            # DuckDB's parallel sums vary in the last bits between runs of the same query; 12
+            # significant digits make scores (and ties between equal scores) reproducible
+            values[rid] = float(f"{float(score):.12g}")
     for rid in runs:
         if rid not in values and rid not in left_out:
             left_out[rid] = "no finished episodes to score"
