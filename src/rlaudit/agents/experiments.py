@@ -38,6 +38,8 @@ from rlaudit.errors import ConfigError, did_you_mean
 ENV_ID = "rlaudit/Career-v0"
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,199}$")
 DEFAULT_AUDITOR_COLUMNS = ("info.burnout", "info.salary")
+AUDITOR_GOALS = {"info.burnout": "lower", "info.salary": "higher", "info.job_switches": "lower"}
+"""Which way each known auditor signal of the career env is better (kept as ``config.auditor_goals``)."""
 STEP_POLICY_KEYS = ("logp", "entropy", "value", "q", "policy_version")
 
 
@@ -291,6 +293,13 @@ def make_env(protocol: ExperimentProtocol):
     return env, env_kwargs
 
 
+def env_meta(env) -> dict[str, Any]:
+    """Manifest facts that let replay rebuild the env without importing rlaudit.envs first."""
+    spec = env.spec
+    entry = spec.entry_point if isinstance(spec.entry_point, str) else None
+    return {"entry_point": entry, "max_episode_steps": spec.max_episode_steps}
+
+
 def _run_episode(env, agent, rec, reset_seed: int, *, learn: bool) -> tuple[float, int, int]:
     """Play one episode, recording each step; returns (return, length, updates)."""
     obs, info = env.reset(seed=reset_seed)
@@ -354,6 +363,7 @@ def run_experiment(
                 "reward": protocol.reward,
                 "reward_params": dict(reward_fn.params),
                 "auditor_columns": list(protocol.auditor_columns),
+                "auditor_goals": {c: AUDITOR_GOALS[c] for c in protocol.auditor_columns if c in AUDITOR_GOALS},
                 "seed": protocol.seed,
                 "protocol": protocol.to_dict(),
                 "agent_seed": agent_seed,
@@ -361,7 +371,7 @@ def run_experiment(
             rec = Recorder(
                 store, protocol.run_id, config=config, env_id=ENV_ID, env_kwargs=env_kwargs,
                 observation_space=env.observation_space, action_space=env.action_space,
-                info_prefix="reward_", on_exists=on_exists,
+                env_meta=env_meta(env), info_prefix="reward_", on_exists=on_exists,
             )
             with rec:
                 train_returns: list[float] = []
