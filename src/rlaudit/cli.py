@@ -43,6 +43,8 @@ def main():
       rlaudit analyze runs/             run the detectors; audit.json; exit status for CI
       rlaudit sql runs/ "SELECT ..."    query the steps / episodes / runs / metrics views
       rlaudit recover runs/             finalise runs left behind by a killed process
+      rlaudit replay RUN --episode N    re-simulate an episode; branch it with another action or policy
+      rlaudit ope RUN --policy NAME     off-policy estimate of a policy's value from logged logp
     """
 
 
@@ -624,6 +626,337 @@ def demo_command(store, quick, workers):
 
 # --- replay and comparison commands ---------------------------------------
 # (rlaudit replay, rlaudit compare)
+
+
+def _open_run(paths, run_id):
+    """The store under PATHS and the run to work on (the only run, or --run)."""
+    from rlaudit.analyzer.store import open as open_store
+    from rlaudit.errors import ConfigError, unknown_name
+
+    store = open_store(*paths)
+    for p in store.problems:
+        click.echo(f"rlaudit: skipped {p}", err=True)
+    if run_id is None:
+        if len(store.run_ids) != 1:
+            store.close()
+            raise ConfigError(f"the store holds {len(store.run_ids)} runs ({', '.join(store.run_ids[:5])}"
+                              f"{', ...' if len(store.run_ids) > 5 else ''}); name one with --run")
+        run_id = store.run_ids[0]
+    elif run_id not in store.runs:
+        names = store.run_ids
+        store.close()
+        raise unknown_name("run", run_id, names)
+    return store, run_id
+
+
+def _is_career(manifest) -> bool:
+    env = manifest.get("env")
+    env_id = env.get("id") if isinstance(env, dict) else env
+    return isinstance(env_id, str) and env_id.split(":")[-1] == "rlaudit/Career-v0"
+
+
+def _named_policy(name: str, manifest, run_id: str):
+    """A policy named on the command line: a heuristic of the career env, or module:attribute."""
+    from rlaudit.analyzer.replay import load_callable
+    from rlaudit.errors import ConfigError
+
+    if ":" in name:
+        return load_callable(name)
+    from rlaudit.agents.heuristics import HEURISTICS, make_heuristic
+
+    if name not in HEURISTICS:
+        from rlaudit.errors import unknown_name
+
+        raise unknown_name("policy", name, [*HEURISTICS, "module:attribute"])
+    if not _is_career(manifest):
+        raise ConfigError(f"heuristic {name!r} acts on the career env; run {run_id!r} is another env: "
+                          "give the policy as module:attribute")
+    return make_heuristic(name)
+
+
+def _recorded_policy(manifest, run_id: str, spec: str | None):
+    """The policy that acted in the run, rebuilt from its manifest (or --recorded module:attribute)."""
+    from rlaudit.errors import ReplayError
+
+    if spec is not None:
+        return _named_policy(spec, manifest, run_id)
+    agent = manifest.get("agent")
+    from rlaudit.agents.heuristics import HEURISTICS, make_heuristic
+
+    if agent in HEURISTICS and _is_career(manifest):
+        config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+        seed = config.get("agent_seed", manifest.get("seed"))
+        params = manifest.get("hyperparameters") or {}
+        return make_heuristic(agent, seed=seed, **params)
+    if agent in ("dqn", "ppo"):
+        raise ReplayError(
+            f"run {run_id!r} was recorded by a learned {agent} agent and keeps no saved policy to roll out; "
+            "compare two branches (--policy A --policy B --against policy=A) or give --recorded module:attribute"
+        )
+    raise ReplayError(
+        f"run {run_id!r} records agent {agent!r}, which rlaudit cannot rebuild; give the recorded policy as "
+        "--recorded module:attribute, or compare two branches with --against"
+    )
+
+
+def _add_to_audit(audit_path: str, records: list) -> str:
+    """Put ``records`` into audit.json's counterfactuals (same branch point and branch: replaced)."""
+    import dataclasses
+
+    from rlaudit.reports.audit import Audit
+
+    audit = Audit.load(audit_path)
+
+    def key(c):
+        finding = c.get("finding") or {}
+        return (c.get("kind"), c.get("run_id"), c.get("env_index"), c.get("episode"), c.get("t"),
+                c.get("branch"), c.get("against"), c.get("target"), c.get("estimator"), c.get("phase"),
+                finding.get("detector"), finding.get("summary"))
+
+    new_keys = {key(r) for r in records}
+    kept = [c for c in audit.counterfactuals if key(c) not in new_keys]
+    audit = dataclasses.replace(audit, counterfactuals=tuple(kept) + tuple(records))
+    return str(audit.write(audit_path))
+
+
+def _interval_text(d) -> str:
+    return f"{d['mean']:+.4g} [{d['low']:.4g}, {d['high']:.4g}]"
+
+
+def _print_replay(record) -> None:
+    f = record["fidelity"]
+    where = f"run {record['run_id']} episode {record['episode']} t={record['t']}"
+    if record.get("finding"):
+        where += f"  ({record['finding']['detector']})"
+    click.echo(where)
+    if not f["replayable"]:
+        click.echo(f"  not replayable: {f['reason']}")
+        return
+    click.echo(f"  fidelity: {f['checked_steps']} steps re-applied, max abs obs error {f['max_abs_obs_error']:.3g}")
+    click.echo(f"  {record['branch']} minus {record['against']}, {record['rollouts']} paired rollouts "
+               f"(mean [{record['confidence']:.0%} t-interval]):")
+    values = record.get("values") or {}
+    rows = []
+    for d in record["differences"]:
+        ref = values.get(record["against"], {}).get(d["signal"])
+        alt = values.get(record["branch"], {}).get(d["signal"])
+        rows.append(["  " + d["signal"], _interval_text(d),
+                     "-" if ref is None else f"{ref:.4g}", "-" if alt is None else f"{alt:.4g}"])
+    _print_table(["  signal", "difference", record["against"], record["branch"]], rows)
+    if record.get("verdict"):
+        click.echo(f"  verdict: {record['verdict']}")
+    if record.get("note"):
+        click.echo(f"  note: {record['note']}")
+
+
+@main.command("replay")
+@click.argument("paths", nargs=-1)
+@click.option("--run", "run_id", default=None, help="Run id (needed when PATHS hold several runs).")
+@click.option("--episode", type=int, default=None, help="Episode to replay (within --env-index).")
+@click.option("--env-index", type=int, default=0, show_default=True, help="Sub-environment of a vector run.")
+@click.option("--step", "t", type=int, default=0, show_default=True, help="Branch before this step of the episode.")
+@click.option("--action", "actions", multiple=True, metavar="A",
+              help="Take action A at the branch step (JSON: 1, [0.5, -1]); repeatable.")
+@click.option("--then", "then", default=None, metavar="POLICY",
+              help="Policy after an --action (default: the recorded policy).")
+@click.option("--policy", "policies", multiple=True, metavar="NAME",
+              help="Follow this policy from the branch step: a heuristic or module:attribute; repeatable.")
+@click.option("--recorded", "recorded", default=None, metavar="POLICY",
+              help="The recorded policy as module:attribute (default: rebuilt from the manifest).")
+@click.option("--against", default="recorded", show_default=True,
+              help="Reference branch: recorded, or a branch name such as policy=always_stay.")
+@click.option("--rollouts", type=int, default=16, show_default=True, help="Paired rollouts per branch.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the rollout seeds.")
+@click.option("--horizon", type=int, default=None, help="Steps per rollout (default: to the episode's end).")
+@click.option("--confidence", type=float, default=0.95, show_default=True)
+@click.option("--check", is_flag=True, help="Only check replay fidelity of the episode.")
+@click.option("--from-audit", "from_audit", default=None, type=click.Path(dir_okay=True),
+              help="Replay every replayable finding of this audit.json and write the results into it.")
+@click.option("--detector", "detectors", multiple=True,
+              help="With --from-audit: findings of these detectors (default: reward-hacking, "
+                   "boundary-exploitation, state-cycling, truncation-exploitation).")
+@click.option("--audit", "audit_path", default=None, type=click.Path(),
+              help="Also add the results to this audit.json's counterfactuals.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def replay_command(paths, run_id, episode, env_index, t, actions, then, policies, recorded, against, rollouts,
+                   seed, horizon, confidence, check, from_audit, detectors, audit_path, as_json):
+    """Re-simulate a recorded episode and branch it: another action or policy from step T.
+
+    \b
+    rlaudit replay runs/x.parquet --episode 3 --check
+    rlaudit replay runs/x.parquet --episode 3 --step 40 --policy burnout_threshold
+    rlaudit replay runs/x.parquet --episode 3 --step 40 --action 0
+    rlaudit replay --from-audit audit.json           # confirm or refute flagged findings
+    The env is rebuilt from the manifest and reset with the recorded seed;
+    branches share rollout seeds (common random numbers). See docs/replay.md.
+    """
+    import json
+
+    from rlaudit.analyzer import replay as rp
+    from rlaudit.errors import ConfigError
+
+    if from_audit is not None:
+        _replay_audit(paths, from_audit, policies, recorded, detectors, rollouts, seed, horizon, confidence, as_json)
+        return
+    if not paths:
+        raise ConfigError("no run given; usage: rlaudit replay RUN.parquet --episode N [--step T] "
+                          "(--action A | --policy NAME), or --from-audit audit.json")
+    if episode is None:
+        raise ConfigError("which episode? expected --episode N (see `rlaudit sql RUN \"SELECT * FROM episodes\"`)")
+    store, run_id = _open_run(paths, run_id)
+    with store:
+        manifest = store.runs[run_id].manifest
+        if check:
+            fidelity = rp.check_fidelity(store, run_id, episode, env_index=env_index)
+            if as_json:
+                click.echo(json.dumps(fidelity.to_dict(), indent=1))
+            elif fidelity.replayable:
+                click.echo(f"replayable: run {run_id} episode {episode}: {fidelity.checked_steps} steps re-applied, "
+                           f"max abs obs error {fidelity.max_abs_obs_error:.3g}, "
+                           f"max abs reward error {fidelity.max_abs_reward_error:.3g}")
+            else:
+                click.echo(f"not replayable: {fidelity.reason}")
+            if not fidelity.replayable:
+                sys.exit(1)
+            return
+        if not actions and not policies:
+            raise ConfigError("what to branch with? expected --action A or --policy NAME (or --check)")
+        needs_recorded = against == "recorded" or (actions and then is None)
+        recorded_policy = _recorded_policy(manifest, run_id, recorded) if needs_recorded else None
+        branches = []
+        for text in actions:
+            try:
+                action = json.loads(text)
+            except ValueError:
+                raise ConfigError(f"--action expects a JSON value such as 1 or [0.5, -1]; found {text!r}") from None
+            follow = _named_policy(then, manifest, run_id) if then is not None else recorded_policy
+            branches.append(rp.Branch.of_action(action, then=follow))
+        for name in policies:
+            branches.append(rp.Branch.of_policy(name, _named_policy(name, manifest, run_id)))
+        results = rp.replay(store, run_id, episode, t, branches=branches, recorded_policy=recorded_policy,
+                            against=against, env_index=env_index, rollouts=rollouts, seed=seed, horizon=horizon,
+                            confidence=confidence)
+    records = [r.to_dict() for r in results]
+    if audit_path is not None:
+        written = _add_to_audit(audit_path, records)
+    if as_json:
+        click.echo(json.dumps(records, indent=1))
+    else:
+        for r in records:
+            _print_replay(r)
+        if audit_path is not None:
+            click.echo(f"wrote {written}")
+
+
+def _replay_audit(paths, audit_file, policies, recorded, detectors, rollouts, seed, horizon, confidence, as_json):
+    import json
+
+    from rlaudit.analyzer import replay as rp
+    from rlaudit.analyzer.store import open as open_store
+    from rlaudit.reports.audit import Audit
+
+    audit = Audit.load(audit_file)
+    store = open_store(*(paths or audit.inputs))
+    with store:
+        for p in store.problems:
+            click.echo(f"rlaudit: skipped {p}", err=True)
+        wanted = detectors or rp.REPLAYABLE_DETECTORS
+        findings = [f for f in audit.findings if f.detector in wanted]
+        cache: dict = {}
+
+        def baselines_for(run_id):
+            manifest = store.runs[run_id].manifest if run_id in store.runs else {}
+            names = policies or (DEFAULT_BASELINES if _is_career(manifest) else ())
+            if not names:
+                from rlaudit.errors import ConfigError
+
+                raise ConfigError(f"run {run_id!r} is not the career env: name the honest baseline with "
+                                  "--policy module:attribute")
+            return {n: _named_policy(n, manifest, run_id) for n in names}
+
+        def recorded_for(run_id):
+            if run_id not in cache:
+                try:
+                    cache[run_id] = _recorded_policy(store.runs[run_id].manifest, run_id, recorded)
+                except Exception as exc:
+                    cache[run_id] = exc
+            if isinstance(cache[run_id], Exception):
+                raise cache[run_id]
+            return cache[run_id]
+
+        records = []
+        for f in findings:
+            if f.run_id in store.runs:
+                baselines = baselines_for(f.run_id)
+            else:
+                baselines = {n: None for n in (policies or DEFAULT_BASELINES)}
+            records += rp.replay_findings(store, [f], baselines, recorded_policy=recorded_for, detectors=wanted,
+                                          rollouts=rollouts, seed=seed, horizon=horizon, confidence=confidence)
+    written = _add_to_audit(audit_file, records)
+    if as_json:
+        click.echo(json.dumps(records, indent=1))
+        return
+    if not records:
+        click.echo(f"no findings of {', '.join(wanted)} in {audit_file}")
+    for r in records:
+        _print_replay(r)
+    counts = {v: sum(1 for r in records if r["verdict"] == v) for v in ("confirmed", "refuted", "inconclusive")}
+    click.echo(f"{len(records)} counterfactual(s): " + ", ".join(f"{n} {v}" for v, n in counts.items())
+               + f"; wrote {written}")
+
+
+DEFAULT_BASELINES = ("burnout_threshold", "adaptive")
+"""Honest heuristic baselines of the career env that --from-audit branches with by default."""
+
+
+@main.command("ope")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--run", "run_id", default=None, help="Run id (needed when PATHS hold several runs).")
+@click.option("--policy", "policy", required=True, metavar="NAME",
+              help="Target policy: a heuristic, or module:attribute returning action probabilities.")
+@click.option("--estimator", type=click.Choice(["wpdis", "dr"]), default="wpdis", show_default=True)
+@click.option("--phase", type=click.Choice(["train", "eval"]), default=None, help="Only these episodes.")
+@click.option("--gamma", type=float, default=None, help="Discount (default: the run's).")
+@click.option("--resamples", type=int, default=1000, show_default=True, help="Bootstrap resamples.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--confidence", type=float, default=0.95, show_default=True)
+@click.option("--audit", "audit_path", default=None, type=click.Path(),
+              help="Also add the estimate to this audit.json's counterfactuals.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def ope_command(paths, run_id, policy, estimator, phase, gamma, resamples, seed, confidence, audit_path, as_json):
+    """Off-policy estimate of a target policy's value from a run's logged logp.
+
+    \b
+    rlaudit ope runs/x.parquet --policy burnout_threshold
+    rlaudit ope runs/x.parquet --policy mypkg.policies:probs --estimator dr
+    Weighted per-decision importance sampling (or weighted doubly robust with
+    the logged q) with a bootstrap interval and the effective sample size;
+    refused, with the reason, when the data cannot support it (docs/replay.md).
+    """
+    import json
+
+    from rlaudit.analyzer.ope import estimate
+
+    store, run_id = _open_run(paths, run_id)
+    with store:
+        target = _named_policy(policy, store.runs[run_id].manifest, run_id)
+        result = estimate(store, run_id, target, target_name=policy, estimator=estimator, phase=phase, gamma=gamma,
+                          confidence=confidence, resamples=resamples, seed=seed)
+    record = result.to_dict()
+    if audit_path is not None:
+        written = _add_to_audit(audit_path, [record])
+    if as_json:
+        click.echo(json.dumps(record, indent=1))
+    elif result.refused:
+        click.echo(f"refused: {result.refused}")
+    else:
+        click.echo(f"{estimator} value of {policy} on run {run_id}: {result.value:.4g} "
+                   f"[{result.low:.4g}, {result.high:.4g}] ({confidence:.0%} bootstrap), "
+                   f"{result.episodes} episodes, effective sample size {result.ess:.3g}")
+        if result.note:
+            click.echo(f"note: {result.note}")
+    if audit_path is not None and not as_json:
+        click.echo(f"wrote {written}")
 
 
 # --- integration commands -------------------------------------------------
