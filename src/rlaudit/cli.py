@@ -674,24 +674,37 @@ def _named_policy(name: str, manifest, run_id: str):
     return make_heuristic(name)
 
 
-def _recorded_policy(manifest, run_id: str, spec: str | None):
-    """The policy that acted in the run, rebuilt from its manifest (or --recorded module:attribute)."""
+def _recorded_policy(run, spec: str | None):
+    """The policy that acted in the run, rebuilt from its manifest (or --recorded module:attribute).
+
+    A heuristic is rebuilt from its name, parameters and seed; a learned agent
+    from the policy file saved beside the run (``config.policy_file``).
+    """
+    from pathlib import Path
+
     from rlaudit.errors import ReplayError
 
+    manifest, run_id = run.manifest, run.run_id
     if spec is not None:
         return _named_policy(spec, manifest, run_id)
     agent = manifest.get("agent")
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
     from rlaudit.agents.heuristics import HEURISTICS, make_heuristic
 
     if agent in HEURISTICS and _is_career(manifest):
-        config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
         seed = config.get("agent_seed", manifest.get("seed"))
         params = manifest.get("hyperparameters") or {}
         return make_heuristic(agent, seed=seed, **params)
     if agent in ("dqn", "ppo"):
+        policy_file = config.get("policy_file")
+        if isinstance(policy_file, str) and (Path(run.path).parent / policy_file).is_file():
+            from rlaudit.agents.common import load_policy
+
+            return load_policy(Path(run.path).parent / policy_file)
         raise ReplayError(
-            f"run {run_id!r} was recorded by a learned {agent} agent and keeps no saved policy to roll out; "
-            "compare two branches (--policy A --policy B --against policy=A) or give --recorded module:attribute"
+            f"run {run_id!r} was recorded by a learned {agent} agent and keeps no saved policy to roll out"
+            + (f" ({policy_file} is not beside the run)" if isinstance(policy_file, str) else "")
+            + "; compare two branches (--policy A --policy B --against policy=A) or give --recorded module:attribute"
         )
     raise ReplayError(
         f"run {run_id!r} records agent {agent!r}, which rlaudit cannot rebuild; give the recorded policy as "
@@ -822,7 +835,7 @@ def replay_command(paths, run_id, episode, env_index, t, actions, then, policies
         if not actions and not policies:
             raise ConfigError("what to branch with? expected --action A or --policy NAME (or --check)")
         needs_recorded = against == "recorded" or (actions and then is None)
-        recorded_policy = _recorded_policy(manifest, run_id, recorded) if needs_recorded else None
+        recorded_policy = _recorded_policy(store.runs[run_id], recorded) if needs_recorded else None
         branches = []
         for text in actions:
             try:
@@ -877,7 +890,7 @@ def _replay_audit(paths, audit_file, policies, recorded, detectors, rollouts, se
         def recorded_for(run_id):
             if run_id not in cache:
                 try:
-                    cache[run_id] = _recorded_policy(store.runs[run_id].manifest, run_id, recorded)
+                    cache[run_id] = _recorded_policy(store.runs[run_id], recorded)
                 except Exception as exc:
                     cache[run_id] = exc
             if isinstance(cache[run_id], Exception):

@@ -285,3 +285,27 @@ def test_cli_non_replayable_run_is_a_clear_message(tmp_path):
     result = CliRunner().invoke(main, ["replay", str(tmp_path), "--episode", "0", "--step", "3",
                                        "--policy", f"{__name__}:NoisyEnv", "--recorded", f"{__name__}:NoisyEnv"])
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "diverges" in result.output
+
+
+@pytest.mark.parametrize("agent, params", [("dqn", {"batch_size": 16}), ("ppo", {"n_steps": 64, "minibatch_size": 16})])
+def test_learned_agent_policy_is_saved_and_rolled_out(tmp_path, agent, params):
+    pytest.importorskip("torch")
+    protocol = ExperimentProtocol(agent=agent, episodes=3, eval_episodes=1, agent_params=params,
+                                  env_params={"max_steps": 60}, name="learned")
+    run_experiment(protocol, tmp_path)
+    manifest = rlaudit.open(tmp_path).runs["learned"].manifest
+    assert manifest["config"]["policy_file"] == "learned.policy.pt"
+    assert (tmp_path / "learned.policy.pt").is_file()
+    # the evaluation after training acted greedily with the saved (final) policy
+    result = CliRunner().invoke(main, ["replay", str(tmp_path), "--episode", "3", "--policy", "always_stay",
+                                       "--rollouts", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.output)
+    length = rlaudit.open(tmp_path).sql("SELECT count(*) FROM steps WHERE episode = 3").scalar()
+    assert f"at {length}/{length} steps" in record["note"]
+    # a second run never overwrites a policy file already there
+    from rlaudit.agents.common import load_policy, save_policy
+
+    before = (tmp_path / "learned.policy.pt").read_bytes()
+    assert save_policy(load_policy(tmp_path / "learned.policy.pt"), tmp_path / "learned.policy.pt") is False
+    assert (tmp_path / "learned.policy.pt").read_bytes() == before

@@ -413,6 +413,12 @@ def run_experiment(
                         evaluate()
                 if protocol.eval_episodes and (not evaluations or evaluations[-1].after_episode != len(train_returns)):
                     evaluate()
+                if learning:
+                    from rlaudit.agents.common import POLICY_SUFFIX, save_policy
+
+                    policy_path = Path(store) / f"{rec.run_id}{POLICY_SUFFIX}"
+                    if save_policy(agent, policy_path):
+                        rec.annotate(policy_file=policy_path.name)
             path = str(rec.path)
             run_id = rec.run_id
     finally:

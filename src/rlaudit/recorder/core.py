@@ -842,6 +842,15 @@ class Recorder(BatchRecording):
         except Exception as exc:
             self._drop(f"manifest could not be written: {type(exc).__name__}: {exc}")
 
+    def annotate(self, **config: Any) -> None:
+        """Add entries to the manifest's ``config`` (e.g. a file saved beside the run).
+
+        They are written with the manifest at the next flush and at ``close()``.
+        """
+        if self._closed:
+            raise ConfigError("annotate() after close(): the manifest is final")
+        self._manifest["config"].update(config)
+
     @property
     def rows(self) -> int:
         """Rows recorded so far (written and buffered)."""
