@@ -44,6 +44,10 @@ class NoisyEnv(gym.Env):
         return np.array([self.x], np.float32), -abs(self.x), False, False, {}
 
 
+def push_right(obs):
+    return 1
+
+
 NOISY_ID = "rlaudit-test/Noisy-v0"
 if NOISY_ID not in gym.registry:
     gym.register(NOISY_ID, entry_point=f"{__name__}:NoisyEnv", max_episode_steps=20)
@@ -283,7 +287,7 @@ def test_cli_non_replayable_run_is_a_clear_message(tmp_path):
     result = CliRunner().invoke(main, ["replay", str(tmp_path), "--episode", "0", "--check"])
     assert result.exit_code == 1 and result.output.startswith("not replayable: replay of run 'noisy' diverges")
     result = CliRunner().invoke(main, ["replay", str(tmp_path), "--episode", "0", "--step", "3",
-                                       "--policy", f"{__name__}:NoisyEnv", "--recorded", f"{__name__}:NoisyEnv"])
+                                       "--policy", f"{__name__}:push_right", "--recorded", f"{__name__}:push_right"])
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "diverges" in result.output
 
 
