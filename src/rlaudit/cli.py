@@ -905,12 +905,15 @@ def _replay_audit(paths, audit_file, policies, recorded, detectors, rollouts, se
                 baselines = {n: None for n in (policies or DEFAULT_BASELINES)}
             records += rp.replay_findings(store, [f], baselines, recorded_policy=recorded_for, detectors=wanted,
                                           rollouts=rollouts, seed=seed, horizon=horizon, confidence=confidence)
-    written = _add_to_audit(audit_file, records)
     if as_json:
+        if records:
+            _add_to_audit(audit_file, records)
         click.echo(json.dumps(records, indent=1))
         return
     if not records:
-        click.echo(f"no findings of {', '.join(wanted)} in {audit_file}")
+        click.echo(f"no findings of {', '.join(wanted)} in {audit_file}; nothing written")
+        return
+    written = _add_to_audit(audit_file, records)
     for r in records:
         _print_replay(r)
     counts = {v: sum(1 for r in records if r["verdict"] == v) for v in ("confirmed", "refuted", "inconclusive")}

@@ -226,6 +226,15 @@ def test_batch_mode_writes_verdicts_into_the_audit(career, tmp_path):
     # running it again replaces the records instead of adding copies
     assert CliRunner().invoke(main, ["replay", "--from-audit", path, "--rollouts", "8"]).exit_code == 0
     assert len(Audit.load(path).counterfactuals) == 2
+    other = CliRunner().invoke(main, ["replay", "--from-audit", path, "--detector", "state-cycling"])
+    assert other.exit_code == 0 and "nothing written" in other.output
+    assert len(Audit.load(path).counterfactuals) == 2
+
+
+def test_auditor_goals_from_the_manifest():
+    config = {"auditor_goals": {"info.burnout": "lower", "reward_terms.true": "higher", "info.x": "sideways"}}
+    assert rp.auditor_goals({"config": config}) == {"info.burnout": "lower", "reward_true": "higher"}
+    assert rp.auditor_goals({"config": {}}) == {}
 
 
 def test_batch_mode_records_a_non_replayable_finding(career, tmp_path):

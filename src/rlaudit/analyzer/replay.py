@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from rlaudit.errors import ConfigError, ReplayError
+from rlaudit.errors import ConfigError, ReplayError, unknown_name
 
 __all__ = [
     "Branch",
@@ -201,8 +201,6 @@ def load_episodes(store, run_id: str, env_index: int, first: int, last: int) -> 
 
 def _check_run(store, run_id: str) -> Mapping[str, Any]:
     if run_id not in store.runs:
-        from rlaudit.errors import unknown_name
-
         raise unknown_name("run", run_id, store.run_ids)
     return store.runs[run_id].manifest
 
@@ -973,23 +971,23 @@ def replay_findings(
             continue
         run_id = _get(f, "run_id")
         tag = {"detector": detector, "summary": _get(f, "summary") or ""}
-        for name, policy in baselines.items():
-            branch = Branch.of_policy(name, policy)
-            try:
-                if run_id not in store.runs:
-                    raise ReplayError(f"run {run_id!r} of the finding is not in the store")
-                env_index, episode, t = branch_point(store, f)
-                results = replay(store, run_id, episode, t, branches=[branch],
-                                 recorded_policy=recorded_policy(run_id), env_index=env_index,
-                                 rollouts=rollouts, seed=seed, horizon=horizon, confidence=confidence,
-                                 env_factory=env_factory)
-                result = results[0]
-                run_goals = goals(run_id) if goals is not None else auditor_goals(store.runs[run_id].manifest)
-                v, note = verdict(result, detector, run_goals)
-                record = result.to_dict()
-                record.update(finding=tag, verdict=v, note=note)
-            except (ReplayError, ConfigError) as exc:
-                record = _refused_record(f, branch.name, str(exc), tag, rollouts, horizon, seed, confidence)
+        branches = [Branch.of_policy(name, policy) for name, policy in baselines.items()]
+        try:
+            if run_id not in store.runs:
+                raise ReplayError(f"run {run_id!r} of the finding is not in the store")
+            env_index, episode, t = branch_point(store, f)
+            results = replay(store, run_id, episode, t, branches=branches,
+                             recorded_policy=recorded_policy(run_id), env_index=env_index,
+                             rollouts=rollouts, seed=seed, horizon=horizon, confidence=confidence,
+                             env_factory=env_factory)
+        except (ReplayError, ConfigError) as exc:
+            out += [_refused_record(f, b.name, str(exc), tag, rollouts, horizon, seed, confidence) for b in branches]
+            continue
+        run_goals = goals(run_id) if goals is not None else auditor_goals(store.runs[run_id].manifest)
+        for result in results:
+            v, note = verdict(result, detector, run_goals)
+            record = result.to_dict()
+            record.update(finding=tag, verdict=v, note=note if result.note is None else f"{note}; {result.note}")
             out.append(record)
     return out
 
@@ -1010,4 +1008,8 @@ def auditor_goals(manifest: Mapping[str, Any]) -> dict[str, str]:
     """``config.auditor_goals`` of a run: auditor signal -> ``"lower"`` or ``"higher"`` is better."""
     config = manifest.get("config") if isinstance(manifest.get("config"), Mapping) else {}
     goals = config.get("auditor_goals") or manifest.get("auditor_goals") or {}
-    return {str(k): str(v) for k, v in goals.items() if v in GOALS} if isinstance(goals, Mapping) else {}
+    if not isinstance(goals, Mapping):
+        return {}
+    # a reward term named as a column (reward_terms.x) is reported as the signal reward_x
+    return {("reward_" + k[len("reward_terms."):] if k.startswith("reward_terms.") else str(k)): str(v)
+            for k, v in goals.items() if v in GOALS}
