@@ -44,6 +44,17 @@ class NoisyEnv(gym.Env):
         return np.array([self.x], np.float32), -abs(self.x), False, False, {}
 
 
+class UncopyableWalk(NoisyEnv):
+    """The walk with seeded noise (replayable) that refuses to be copied, like envs holding native handles."""
+
+    def step(self, action):
+        self.x += (1.0 if action else -1.0) + float(self.np_random.normal())
+        return np.array([self.x], np.float32), -abs(self.x), False, False, {"x": self.x}
+
+    def __deepcopy__(self, memo):
+        raise TypeError("cannot copy this env")
+
+
 def push_right(obs):
     return 1
 
@@ -51,6 +62,29 @@ def push_right(obs):
 NOISY_ID = "rlaudit-test/Noisy-v0"
 if NOISY_ID not in gym.registry:
     gym.register(NOISY_ID, entry_point=f"{__name__}:NoisyEnv", max_episode_steps=20)
+
+
+WALK_ID = "rlaudit-test/UncopyableWalk-v0"
+if WALK_ID not in gym.registry:
+    gym.register(WALK_ID, entry_point=f"{__name__}:UncopyableWalk", max_episode_steps=20)
+
+
+def test_env_that_cannot_be_copied_is_replayed_per_rollout(tmp_path):
+    env = RecordTrajectory(gym.make(WALK_ID), tmp_path, "walk", config={"auditor_columns": ["info.x"]})
+    env.reset(seed=4)
+    for t in range(20):
+        env.step(t % 2)
+    env.close()
+    with rlaudit.open(tmp_path) as store:
+        assert rp.check_fidelity(store, "walk", 0).replayable
+        alternate = rp.replay(store, "walk", 0, 6, branches=[rp.Branch.of_policy("same", lambda obs: 1)],
+                              recorded_policy=lambda obs: 1, rollouts=4)[0]
+        right = rp.replay(store, "walk", 0, 6, branches=[rp.Branch.of_policy("left", lambda obs: 0)],
+                          recorded_policy=lambda obs: 1, rollouts=4)[0]
+    assert alternate.difference("return")["mean"] == 0.0  # common random numbers through rebuilt envs
+    # 14 steps left: always-left ends 28 lower than always-right, whatever the (shared) noise
+    d = right.difference("info.x")
+    assert d["n"] == 4 and (d["mean"], d["low"], d["high"]) == pytest.approx((-28.0, -28.0, -28.0))
 
 
 @pytest.fixture(scope="module")

@@ -383,7 +383,8 @@ def _replay_chain(env: Any, chain: Sequence[RecordedEpisode], branch_t: int | No
 
     Returns a fork of the env taken just before step ``branch_t`` of the last
     episode (None when ``branch_t`` is None, or the env cannot be copied) and
-    the observation the env gave there.
+    the observation the env gave there; with ``stop_at_branch`` the env
+    itself, stopped there.
     """
     space = env.action_space
     fork = fork_obs = None
@@ -394,9 +395,9 @@ def _replay_chain(env: Any, chain: Sequence[RecordedEpisode], branch_t: int | No
         checker.obs(obs, ep.observations[0] if ep.length else None, ep, 0)
         for t in range(ep.length):
             if last and branch_t == t:
-                fork, fork_obs = _fork(env), obs
                 if stop_at_branch:
-                    return fork, fork_obs
+                    return env, obs  # the env itself, at the branch point
+                fork, fork_obs = _fork(env), obs
             action = ep.actions[t]
             if action is None:
                 checker._fail("action", ep, t, "the recorded action is missing")
@@ -748,11 +749,12 @@ def replay(
         if not fidelity.replayable:
             raise ReplayError(fidelity.reason)
 
-        def fresh():  # for an env that cannot be copied: replay the prefix again
+        def fresh():  # for an env that cannot be copied: rebuild it and replay the prefix again
             e = build_env(manifest, env_factory)
-            f, _ = _replay_chain(e, chain, t, _Checker(atol, rtol), stop_at_branch=True)
-            _close(e)
-            return f
+            at_branch, _ = _replay_chain(e, chain, t, _Checker(atol, rtol), stop_at_branch=True)
+            if at_branch is None:
+                _close(e)
+            return at_branch
         sig = _Signals.of(manifest, signals)
         seeds = rollout_seeds(seed, rollouts)
         stepped = {b.name: (as_policy(b.policy) if b.policy is not None else (None, None)) for b in all_branches}
