@@ -771,7 +771,7 @@ def _print_replay(record) -> None:
 @click.option("--action", "actions", multiple=True, metavar="A",
               help="Take action A at the branch step (JSON: 1, [0.5, -1]); repeatable.")
 @click.option("--then", "then", default=None, metavar="POLICY",
-              help="Policy after an --action (default: the recorded policy).")
+              help="Policy after an --action: a heuristic, module:attribute or recorded (the default).")
 @click.option("--policy", "policies", multiple=True, metavar="NAME",
               help="Follow this policy from the branch step: a heuristic or module:attribute; repeatable.")
 @click.option("--recorded", "recorded", default=None, metavar="POLICY",
@@ -834,6 +834,8 @@ def replay_command(paths, run_id, episode, env_index, t, actions, then, policies
             return
         if not actions and not policies:
             raise ConfigError("what to branch with? expected --action A or --policy NAME (or --check)")
+        if then == "recorded":
+            then = None
         needs_recorded = against == "recorded" or (actions and then is None)
         recorded_policy = _recorded_policy(store.runs[run_id], recorded) if needs_recorded else None
         branches = []

@@ -334,6 +334,7 @@ def test_cli_non_replayable_run_is_a_clear_message(tmp_path):
     assert result.exit_code == 2 and result.output.count("\n") == 1 and "diverges" in result.output
 
 
+@pytest.mark.slow  # trains DQN / PPO (imports torch)
 @pytest.mark.parametrize("agent, params", [("dqn", {"batch_size": 16}), ("ppo", {"n_steps": 64, "minibatch_size": 16})])
 def test_learned_agent_policy_is_saved_and_rolled_out(tmp_path, agent, params):
     pytest.importorskip("torch")
