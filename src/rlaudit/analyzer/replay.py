@@ -45,6 +45,10 @@ __all__ = [
     "paired_interval",
     "replay",
     "replay_findings",
+    "verdict",
+    "auditor_goals",
+    "as_policy",
+    "load_callable",
 ]
 
 #: Detectors whose findings a counterfactual with an honest baseline can confirm or refute.
@@ -150,10 +154,6 @@ class RecordedEpisode:
     @property
     def length(self) -> int:
         return len(self.actions)
-
-    @property
-    def ended(self) -> bool:
-        return bool(self.length and (self.terminated[-1] or self.truncated[-1]))
 
 
 def load_episodes(store, run_id: str, env_index: int, first: int, last: int) -> list[RecordedEpisode]:
