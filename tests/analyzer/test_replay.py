@@ -204,7 +204,7 @@ def test_planted_reward_bug_confirmed_by_honest_baseline(career):
                            branches=[rp.Branch.of_policy("burnout_threshold", make_heuristic("burnout_threshold"))],
                            recorded_policy=_recorded(store, "hack"), rollouts=16)[0]
         goals = rp.auditor_goals(store.runs["hack"].manifest)
-    assert goals == {"info.job_switches": "lower", "info.burnout": "lower"}
+    assert goals == {"info.job_switches": "min", "info.burnout": "min"}
     ret = result.difference("return")
     switches = result.difference("info.job_switches")
     assert ret["high"] < 0  # the proxy return drops under the honest baseline
@@ -266,8 +266,9 @@ def test_batch_mode_writes_verdicts_into_the_audit(career, tmp_path):
 
 
 def test_auditor_goals_from_the_manifest():
-    config = {"auditor_goals": {"info.burnout": "lower", "reward_terms.true": "higher", "info.x": "sideways"}}
-    assert rp.auditor_goals({"config": config}) == {"info.burnout": "lower", "reward_true": "higher"}
+    goals = {"info.burnout": "min", "reward_terms.true": "max", "info.x": "sideways"}
+    assert rp.auditor_goals({"auditor_goals": goals}) == {"info.burnout": "min", "reward_true": "max"}
+    assert rp.auditor_goals({"auditor_columns": ["info.true_reward"]}) == {"info.true_reward": "max"}
     assert rp.auditor_goals({"config": {}}) == {}
 
 

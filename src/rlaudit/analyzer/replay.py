@@ -60,7 +60,10 @@ DEFAULT_ROLLOUTS = 16
 DEFAULT_CONFIDENCE = 0.95
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-5
-GOALS = ("lower", "higher")
+GOALS = ("min", "max")
+"""An auditor signal's goal: lower (``min``) or higher (``max``) is better (manifest ``auditor_goals``)."""
+TRUE_REWARD_NAMES = ("true_reward", "true_return", "gold_reward")
+"""Auditor columns named like this are ``max`` without a declared goal."""
 
 Policy = Callable[[Any], Any]
 
@@ -893,7 +896,7 @@ def verdict(result: ReplayResult, detector: str, goals: Mapping[str, str]) -> tu
         goal = goals.get(d["signal"])
         if goal not in GOALS:
             continue
-        sign = -1.0 if goal == "lower" else 1.0
+        sign = -1.0 if goal == "min" else 1.0
         lo, hi = sorted((sign * d["low"], sign * d["high"]))
         if lo > 0:
             better.append(d["signal"])
@@ -908,7 +911,8 @@ def verdict(result: ReplayResult, detector: str, goals: Mapping[str, str]) -> tu
         parts.append("worse auditor signals: " + ", ".join(worse))
     needs_auditor = detector in NEEDS_AUDITOR
     if needs_auditor and not with_goal:
-        parts.append("no auditor signal has a goal (lower/higher), so the true outcome cannot be judged")
+        parts.append("no auditor signal has a goal (manifest auditor_goals: min or max), so the true outcome "
+                     "cannot be judged")
     if drop and (better or not needs_auditor):
         return "confirmed", "; ".join(parts)
     if ret["low"] >= 0 or (with_goal and len(worse) == len(with_goal)):
@@ -963,8 +967,8 @@ def replay_findings(
     reason it is not available); each record carries a verdict by
     :func:`verdict`. A finding that cannot be replayed still gets a record:
     fidelity ``replayable: false`` with the reason, verdict ``inconclusive``.
-    ``goals(run_id)`` maps auditor signals to ``"lower"``/``"higher"``
-    (default: the run's ``config.auditor_goals``).
+    ``goals(run_id)`` maps auditor signals to ``"min"``/``"max"``
+    (default: the run's manifest ``auditor_goals``).
     """
     out: list[dict[str, Any]] = []
     for f in findings:
@@ -1007,11 +1011,17 @@ def _refused_record(f, branch, reason, tag, rollouts, horizon, seed, confidence)
 
 
 def auditor_goals(manifest: Mapping[str, Any]) -> dict[str, str]:
-    """``config.auditor_goals`` of a run: auditor signal -> ``"lower"`` or ``"higher"`` is better."""
+    """Signal -> ``"min"``/``"max"`` from the manifest's ``auditor_goals`` (or ``config.auditor_goals``).
+
+    An auditor column named ``true_reward``/``true_return``/``gold_reward``
+    without a declared goal is ``max``; a reward term named as a column
+    (``reward_terms.x``) is reported as the signal ``reward_x``.
+    """
     config = manifest.get("config") if isinstance(manifest.get("config"), Mapping) else {}
-    goals = config.get("auditor_goals") or manifest.get("auditor_goals") or {}
-    if not isinstance(goals, Mapping):
-        return {}
-    # a reward term named as a column (reward_terms.x) is reported as the signal reward_x
+    goals = manifest.get("auditor_goals") or config.get("auditor_goals") or {}
+    goals = dict(goals) if isinstance(goals, Mapping) else {}
+    for col in manifest.get("auditor_columns") or []:
+        if isinstance(col, str) and col.rsplit(".", 1)[-1] in TRUE_REWARD_NAMES:
+            goals.setdefault(col, "max")
     return {("reward_" + k[len("reward_terms."):] if k.startswith("reward_terms.") else str(k)): str(v)
             for k, v in goals.items() if v in GOALS}
