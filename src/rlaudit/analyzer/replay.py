@@ -915,7 +915,12 @@ def verdict(result: ReplayResult, detector: str, goals: Mapping[str, str]) -> tu
                      "cannot be judged")
     if drop and (better or not needs_auditor):
         return "confirmed", "; ".join(parts)
-    if ret["low"] >= 0 or (with_goal and len(worse) == len(with_goal)):
+    if ret["low"] >= 0:
+        parts.append("the baseline earns at least as much proxy return from here, so the reward does not pay "
+                     "for the flagged behaviour")
+        return "refuted", "; ".join(parts)
+    if with_goal and len(worse) == len(with_goal):
+        parts.append("every auditor signal is worse under the baseline")
         return "refuted", "; ".join(parts)
     return "inconclusive", "; ".join(parts)
 
