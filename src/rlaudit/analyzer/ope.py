@@ -284,8 +284,11 @@ def estimate(
 
     value = float(value_of(np.ones((1, n)))[0])
     rng = np.random.default_rng(seed)
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
-    boot = value_of(counts)
+    chunk = max(1, 4_000_000 // n)  # resamples per batch: keeps the count matrix near 32 MB
+    boot = np.concatenate([
+        value_of(rng.multinomial(n, np.full(n, 1.0 / n), size=min(chunk, resamples - done)).astype(np.float64))
+        for done in range(0, resamples, chunk)
+    ])
     alpha = (1 - confidence) / 2
     low, high = (float(x) for x in np.quantile(boot, [alpha, 1 - alpha]))
     if ess < 0.1 * n:
