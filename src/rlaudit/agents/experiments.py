@@ -7,6 +7,9 @@ seed. :func:`run_experiment` trains the agent on the career environment,
 interleaves greedy evaluation episodes, records every step (phase ``train`` or
 ``eval``) and every update's metrics through :class:`rlaudit.Recorder`, and
 stores the protocol in the run manifest so that the run can be repeated.
+A DQN or PPO agent's final policy is saved beside the run as
+``<run_id>.policy.pt`` (manifest ``config.policy_file``) so that
+counterfactual replay can roll it out.
 
 Seeding. One ``numpy.random.SeedSequence(protocol.seed)`` is split into three
 independent streams: the agent's seed, the reset seeds of the training
