@@ -137,6 +137,22 @@ def test_classic_control_fidelity_with_unseeded_later_resets(tmp_path):
         assert out[0].difference("return")["low"] == out[0].difference("return")["high"]
 
 
+@pytest.mark.parametrize("mode", ["sync", "vector_entry_point"])
+def test_vector_run_sub_env_fidelity(tmp_path, mode):
+    envs = rlaudit.RecordVectorTrajectory(gym.make_vec("CartPole-v1", 2, vectorization_mode=mode), tmp_path, "vec")
+    envs.reset(seed=7)  # sub-env i is seeded 7 + i; autoresets are unseeded
+    rng = np.random.default_rng(0)
+    for _ in range(80):
+        envs.step(rng.integers(0, 2, size=2))
+    envs.close()
+    with rlaudit.open(tmp_path) as store:
+        fid = rp.check_fidelity(store, "vec", 2, env_index=1)  # through sub-env 1's episodes 0 and 1
+    if mode == "sync":
+        assert fid.replayable and fid.max_abs_obs_error == 0.0
+    else:  # one numpy-vectorised CartPole: its sub-envs are not single seeded envs
+        assert not fid.replayable and "vectorization_mode='sync'" in fid.reason
+
+
 def test_never_seeded_run_is_refused(tmp_path):
     env = RecordTrajectory(gym.make("CartPole-v1"), tmp_path, "unseeded")
     env.reset()

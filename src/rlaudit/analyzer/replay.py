@@ -67,6 +67,9 @@ TRUE_REWARD_NAMES = ("true_reward", "true_return", "gold_reward")
 
 Policy = Callable[[Any], Any]
 
+#: Keys of a vector env's spec kwargs that ``gymnasium.make_vec`` consumes; a sub-env is made without them.
+VECTOR_KWARGS = ("num_envs", "vectorization_mode", "vector_kwargs", "wrappers")
+
 
 # ---------------------------------------------------------------------------
 # Building the environment
@@ -102,7 +105,7 @@ def build_env(manifest: Mapping[str, Any], env_factory: Callable[[], Any] | None
             f"run {run!r} does not record its env id (manifest env.id is empty); record with "
             "env_id= / the RecordTrajectory wrapper, or pass env_factory= to replay"
         )
-    make_kwargs = dict(kwargs)
+    make_kwargs = {k: v for k, v in kwargs.items() if k not in VECTOR_KWARGS}  # one sub-env of a vector run
     make_kwargs.setdefault("disable_env_checker", True)
     steps = meta.get("max_episode_steps")
     if isinstance(steps, int) and "max_episode_steps" not in make_kwargs:
@@ -353,7 +356,7 @@ class _Checker:
             self._fail("end", ep, t, f"terminated={bool(terminated)}, truncated={bool(truncated)}; recorded "
                        f"terminated={ep.terminated[t]}, truncated={ep.truncated[t]}")
 
-    def fidelity(self, run_id: str) -> Fidelity:
+    def fidelity(self, run_id: str, manifest: Mapping[str, Any] | None = None) -> Fidelity:
         reason = None
         if self.mismatch is not None:
             m = self.mismatch
@@ -362,6 +365,11 @@ class _Checker:
                 f"({m['what']}: {m['detail']}): the env is not a function of the recorded seed and actions "
                 "(unseeded randomness, changed dynamics, kwargs or version)"
             )
+            _, kwargs, _ = env_spec_of(manifest or {})
+            if kwargs.get("vectorization_mode") == "vector_entry_point":
+                reason += ("; this run used a natively vectorised env (vectorization_mode='vector_entry_point'), "
+                           "whose sub-environments are not single envs seeded seed + i: record with "
+                           "vectorization_mode='sync' or 'async' to replay")
         return Fidelity(
             replayable=self.mismatch is None,
             checked_steps=self.steps,
@@ -436,7 +444,7 @@ def check_fidelity(store, run_id: str, episode: int, *, env_index: int = 0, unti
     try:
         checker = _Checker(atol, rtol)
         _replay_chain(env, chain, None, checker)
-        return checker.fidelity(run_id)
+        return checker.fidelity(run_id, manifest)
     finally:
         _close(env)
 
@@ -748,7 +756,7 @@ def replay(
     try:
         checker = _Checker(atol, rtol)
         base, obs_at_t = _replay_chain(env, chain, t, checker)
-        fidelity = checker.fidelity(run_id)
+        fidelity = checker.fidelity(run_id, manifest)
         if not fidelity.replayable:
             raise ReplayError(fidelity.reason)
 
