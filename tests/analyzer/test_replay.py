@@ -374,3 +374,28 @@ def test_learned_agent_policy_is_saved_and_rolled_out(tmp_path, agent, params):
     before = (tmp_path / "learned.policy.pt").read_bytes()
     assert save_policy(load_policy(tmp_path / "learned.policy.pt"), tmp_path / "learned.policy.pt") is False
     assert (tmp_path / "learned.policy.pt").read_bytes() == before
+
+
+def _result(**intervals) -> rp.ReplayResult:
+    diffs = tuple({"signal": k, "mean": (lo + hi) / 2, "low": lo, "high": hi, "n": 16} for k, (lo, hi) in intervals.items())
+    fid = rp.Fidelity(True, 10, 0.0)
+    return rp.ReplayResult("r", 0, 0, 0, 0, "policy=b", "recorded", 16, None, fid, diffs)
+
+
+@pytest.mark.parametrize("detector, intervals, goals, expected", [
+    # proxy drops and the auditor improves (burnout lower): confirmed
+    ("reward-hacking", {"return": (-5, -1), "info.burnout": (-0.5, -0.1)}, {"info.burnout": "min"}, "confirmed"),
+    # proxy drops but no auditor goal is known: a hacking claim cannot be judged
+    ("reward-hacking", {"return": (-5, -1), "info.burnout": (-0.5, -0.1)}, {}, "inconclusive"),
+    # the flagged behaviour earns nothing over the baseline: refuted
+    ("reward-hacking", {"return": (0, 3), "info.burnout": (-0.5, -0.1)}, {"info.burnout": "min"}, "refuted"),
+    # every auditor signal is worse under the baseline: refuted
+    ("reward-hacking", {"return": (-5, -1), "info.salary": (-9, -1)}, {"info.salary": "max"}, "refuted"),
+    # straddling intervals: inconclusive
+    ("reward-hacking", {"return": (-5, 1), "info.burnout": (-0.5, 0.1)}, {"info.burnout": "min"}, "inconclusive"),
+    # behavioural exploits are confirmed by the proxy drop alone
+    ("state-cycling", {"return": (-5, -1)}, {}, "confirmed"),
+    ("boundary-exploitation", {"return": (-1, 2)}, {}, "inconclusive"),
+])
+def test_verdict_rule(detector, intervals, goals, expected):
+    assert rp.verdict(_result(**intervals), detector, goals)[0] == expected
