@@ -251,8 +251,9 @@ MANIFEST_KEYS = (
     "gamma", "reward", "auditor_columns", "config", "counts", "dropped",
     "recorder", "versions", "host", "git_commit", "error",
 )
-#: Keys only some manifests have: after ``recover``, and in a parts folder.
-OPTIONAL_MANIFEST_KEYS = ("unreadable_segments", "pid", "updated_at")
+#: Keys only some manifests have: after ``recover``, in a parts folder, and in
+#: runs written by an importer (``source``, ``episode_level``).
+OPTIONAL_MANIFEST_KEYS = ("unreadable_segments", "pid", "updated_at", "source", "episode_level")
 
 
 def manifest_to_metadata(manifest: dict[str, Any], kind: str = "steps") -> dict[bytes, bytes]:
