@@ -44,6 +44,12 @@ def _flat_infos(infos: Any, length: int, prefix: str = "") -> Iterator[tuple[str
             yield from _flat_infos(v, length, name + ".")
             continue
         arr = np.asarray(v)
+        if arr.dtype == object and arr.ndim == 1 and len(arr) and all(isinstance(d, dict) for d in arr):
+            # Minari's arrow storage gives a nested info as one dict per step
+            keys = dict.fromkeys(k for d in arr for k in d)
+            if all(set(d) == set(keys) for d in arr):
+                yield from _flat_infos({k: [d[k] for d in arr] for k in keys}, length, name + ".")
+                continue
         if arr.ndim == 1 and len(arr) == length + 1 and arr.dtype.kind in "biufUS":
             yield name, arr
         elif arr.ndim == 2 and arr.shape == (length + 1, 1) and arr.dtype.kind in "biuf":
