@@ -260,3 +260,41 @@ def test_tensorboard_several_runs_in_one_folder_are_refused(event_folder, tmp_pa
     writer.close()
     with pytest.raises(StoreError, match="2 folders"):
         import_source("tensorboard", str(event_folder.parent), tmp_path / "runs")
+
+
+class DictObs(gym.ObservationWrapper):
+    """CartPole with a Dict observation: positions and velocities."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        box = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        self.observation_space = gym.spaces.Dict({"pos": box, "vel": box})
+
+    def observation(self, obs):
+        return {"pos": obs[[0, 2]].astype(np.float32), "vel": obs[[1, 3]].astype(np.float32)}
+
+
+def test_minari_dict_observations_become_struct_columns(tmp_path, monkeypatch):
+    pytest.importorskip("minari")
+    pytest.importorskip("jax", reason="Minari's DataCollector needs jax (the test extra installs minari[create])")
+    import minari
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    env = minari.DataCollector(DictObs(gym.make("CartPole-v1")), data_format="arrow")
+    for seed in (1, 2):
+        env.reset(seed=seed)
+        while True:
+            _, _, terminated, truncated, _ = env.step(1)
+            if terminated or truncated:
+                break
+    with pytest.warns(UserWarning):
+        dataset = env.create_dataset("cartpole/dict-v0")
+    env.close()
+    result = import_source("minari", "cartpole/dict-v0", tmp_path / "runs")
+    with rlaudit.open(tmp_path / "runs") as s:
+        assert s.runs[result.run_id].manifest["spaces"]["observation"]["type"] == "Dict"
+        for ep in dataset.iterate_episodes():
+            rows = s.sql("SELECT obs.pos, obs.vel, final_obs.pos FROM steps WHERE episode = $k ORDER BY t", k=int(ep.id)).rows()
+            np.testing.assert_allclose([r[0] for r in rows], ep.observations["pos"][:-1])
+            np.testing.assert_allclose([r[1] for r in rows], ep.observations["vel"][:-1])
+            np.testing.assert_allclose(rows[-1][2], ep.observations["pos"][-1])
