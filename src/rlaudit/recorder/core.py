@@ -137,7 +137,8 @@ class Recorder(BatchRecording):
     - ``config``: run configuration stored in the manifest; the keys ``agent``,
       ``hyperparameters``, ``gamma``, ``reward``, ``reward_params``,
       ``reward_bounds``, ``auditor_columns``, ``seed`` and ``protocol`` are lifted
-      into the manifest's own fields.
+      into the manifest's own fields, and ``auditor_goals`` and
+      ``reward_task_terms`` too when given.
     - ``env_id``, ``env_kwargs``, ``observation_space``, ``action_space``,
       ``env_meta`` (extra facts such as ``max_episode_steps``): how to rebuild
       and read the environment.
@@ -151,8 +152,8 @@ class Recorder(BatchRecording):
 
     Importers also pass ``config["source"]`` (where the data came from) and
     ``config["episode_level"]`` (the run holds one row per episode, see
-    docs/schema.md); both are lifted into the manifest, and they add rows
-    built elsewhere with :meth:`write_segment`.
+    docs/schema.md); both are lifted into the manifest (``schema.OPTIONAL_CONFIG_KEYS``),
+    and they add rows built elsewhere with :meth:`write_segment`.
     """
 
     def __init__(
@@ -297,6 +298,7 @@ class Recorder(BatchRecording):
             "gamma": config.get("gamma"),
             "reward": reward_block,
             "auditor_columns": list(config.get("auditor_columns") or []),
+            **{key: config[key] for key in schema.OPTIONAL_CONFIG_KEYS if config.get(key)},
             "config": config,
             "counts": {"steps": 0, "episodes": 0, "segments": 0, "metrics": 0},
             "dropped": {},
@@ -313,7 +315,6 @@ class Recorder(BatchRecording):
             "pid": os.getpid(),
             "git_commit": _git_commit(Path.cwd()),
             "error": None,
-            **{key: config[key] for key in ("source", "episode_level") if config.get(key) is not None},
         }
 
     def _allocate(self, min_rows: int = 1) -> None:
