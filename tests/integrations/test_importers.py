@@ -175,8 +175,16 @@ def test_monitor_import_is_episode_level(monitor_file, tmp_path):
         assert [c[0] for c in cart_x] == pytest.approx(csv_cart_x)
 
     audit = run_audit([store])
-    mine = [r for r in audit.results if r.run_id == result.run_id]
-    assert mine and all(r.status == "skipped" and EPISODE_LEVEL_REASON in r.reason for r in mine)
+    step_level = {d.name for d in audit.detectors  # detectors that need a step column
+                  if any(n not in ("episodes", "metrics") and not n.startswith(("manifest:", "metrics:")) for n in d.needs)}
+    mine = {r.detector: r for r in audit.results if r.run_id == result.run_id}
+    assert step_level and step_level <= set(mine)
+    for name in step_level:  # every detector that reads step columns is skipped, saying why
+        assert mine[name].status == "skipped" and EPISODE_LEVEL_REASON in mine[name].reason, name
+    assert "reward-spike" in step_level and "truncation-exploitation" in step_level
+    episode_level = set(mine) - step_level
+    assert all(EPISODE_LEVEL_REASON not in (mine[n].reason or "") for n in episode_level)
+    assert not [r for r in mine.values() if r.status == "error"]
     assert all(EPISODE_LEVEL_REASON not in (r.reason or "") for r in audit.results if r.run_id == "recorded")
     assert any(r.status == "clean" for r in audit.results if r.run_id == "recorded")
     assert next(r for r in audit.runs if r.run_id == result.run_id).episodes == 6
