@@ -306,3 +306,34 @@ def test_minari_dict_observations_become_struct_columns(tmp_path, monkeypatch):
             np.testing.assert_allclose([r[0] for r in rows], ep.observations["pos"][:-1])
             np.testing.assert_allclose([r[1] for r in rows], ep.observations["vel"][:-1])
             np.testing.assert_allclose(rows[-1][2], ep.observations["pos"][-1])
+
+
+@pytest.mark.parametrize("kind, module, extra", [
+    ("minari", "minari", "minari"),
+    ("tensorboard", "tensorboard.backend.event_processing.event_accumulator", "tensorboard"),
+])
+def test_missing_optional_package_names_the_extra(kind, module, extra, tmp_path, monkeypatch):
+    source = tmp_path / "events.out.tfevents.1.host"
+    source.write_bytes(b"")
+    monkeypatch.setitem(__import__("sys").modules, module, None)  # as if the package were not installed
+    with pytest.raises(ConfigError, match=rf"pip install 'rlaudit\[{extra}\]'"):
+        import_source(kind, str(source), tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_write_segment_takes_one_kind_of_rows_of_its_own_run(tmp_path):
+    from rlaudit.integrations.importers.monitor import episode_table
+    from rlaudit.recorder.core import Recorder
+
+    rows = [{"r": "3.0", "l": "3", "t": "0.5"}]
+    with Recorder(tmp_path, "a", handle_sigterm=False) as rec:
+        with pytest.raises(ConfigError, match="holds rows of"):
+            rec.write_segment(episode_table("b", ["r", "l", "t"], rows, tmp_path), episodes=1)
+        rec.write_segment(episode_table("a", ["r", "l", "t"], rows, tmp_path), episodes=1)
+    manifest = manifest_from_metadata(pq.read_schema(tmp_path / "a.parquet").metadata)
+    assert manifest["counts"]["steps"] == 1 and manifest["counts"]["episodes"] == 1
+    with Recorder(tmp_path, "c", handle_sigterm=False) as rec:
+        rec.reset(np.zeros(2, np.float32))
+        rec.step(0, np.zeros(2, np.float32), 1.0, True, False)
+        with pytest.raises(ConfigError, match="use one way per run"):
+            rec.write_segment(episode_table("c", ["r", "l", "t"], rows, tmp_path), episodes=1)
