@@ -193,6 +193,38 @@ def test_monitor_import_is_episode_level(monitor_file, tmp_path):
         import_source("monitor", str(path), store)
 
 
+def test_monitor_files_of_a_vector_env_become_its_sub_envs(tmp_path):
+    from stable_baselines3.common.env_util import make_vec_env
+
+    venv = make_vec_env("CartPole-v1", n_envs=3, seed=0, monitor_dir=str(tmp_path / "logs"))
+    venv.reset()
+    rng = np.random.default_rng(2)
+    calls = 0
+    ends: dict[int, list[int]] = {0: [], 1: [], 2: []}  # vector call at which each sub-env's episode ended
+    while min(len(v) for v in ends.values()) < 4:
+        _, _, dones, _ = venv.step(rng.integers(0, 2, 3))
+        for k in np.flatnonzero(dones):
+            ends[int(k)].append(calls)
+        calls += 1
+    venv.close()
+    lengths = {k: [int(line.split(",")[1]) for line in (tmp_path / "logs" / f"{k}.monitor.csv").read_text().splitlines()[2:]]
+               for k in range(3)}
+
+    result = import_source("monitor", str(tmp_path / "logs"), tmp_path / "runs")
+    assert result.episodes == sum(len(v) for v in ends.values())
+    with rlaudit.open(tmp_path / "runs") as s:
+        run = s.runs[result.run_id]
+        assert run.manifest["num_envs"] == 3 and run.manifest["source"]["files"] == [f"{k}.monitor.csv" for k in range(3)]
+        for k in range(3):
+            rows = s.sql("SELECT length, first_global_step, last_global_step FROM episodes WHERE env_index = $k "
+                         "ORDER BY episode", k=k).rows()
+            assert [r[0] for r in rows] == lengths[k]
+            assert [r[2] for r in rows] == [3 * c for c in ends[k]]  # global_step of the call that ended it
+            assert [r[1] for r in rows] == [3 * (c - n + 1) for c, n in zip(ends[k], lengths[k])]
+        order = s.sql("SELECT global_step FROM steps").rows()
+        assert [r[0] for r in order] == sorted(r[0] for r in order)
+
+
 def test_monitor_cli_and_bad_files(monitor_file, tmp_path):
     path, _, lengths = monitor_file
     store = tmp_path / "runs"

@@ -398,7 +398,13 @@ FROM steps"""
             return steps_sql + "\nGROUP BY run_id, env_index, episode"
         # Episode-level runs (imports of episode summaries): a row per episode whose t is
         # the episode's last step and whose reward is its return; termination is unknown.
+        # In a vector run global_step grows by num_envs per step of one sub-env.
         ids = ", ".join(_literal(rid) for rid in summarised)
+        widths = {rid: _to_int(self.runs[rid].manifest.get("num_envs")) or 1 for rid in summarised}
+        width = "1"
+        if any(w > 1 for w in widths.values()):
+            width = "CASE run_id " + " ".join(
+                f"WHEN {_literal(rid)} THEN {w}" for rid, w in sorted(widths.items()) if w > 1) + " ELSE 1 END"
         null_terms = ""
         if self._term_fields:
             null_terms = "struct_pack(" + ", ".join(
@@ -415,7 +421,7 @@ SELECT run_id, env_index, episode,
   CAST(NULL AS BOOLEAN) AS truncated,
   'unknown' AS termination,
   {seed} AS reset_seed,
-  min(global_step - t) AS first_global_step,
+  min(global_step - t * {width}) AS first_global_step,
   max(global_step) AS last_global_step
 FROM steps
 WHERE run_id IN ({ids})

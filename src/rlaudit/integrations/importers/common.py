@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rlaudit.errors import ConfigError, RunExistsError, StoreError
-from rlaudit.layout import list_runs
+from rlaudit.layout import final_paths, list_runs
 
 
 @dataclass(frozen=True)
@@ -72,3 +72,12 @@ def refuse_reimport(store: Path, source: dict[str, Any], explicit_run_id: bool) 
 
 def resolved(path: str | os.PathLike) -> str:
     return str(Path(path).resolve())
+
+
+def check_free(store: Path, run_id: str) -> None:
+    """Refuse a run id the store already has, in the words of the import command."""
+    if any(p.exists() for p in final_paths(store, run_id)):
+        raise RunExistsError(
+            f"run {run_id!r} already exists in {store}; runs are never overwritten: "
+            "pass --run-id NEW_ID to import under another id"
+        )

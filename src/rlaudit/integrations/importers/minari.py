@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from rlaudit.errors import ConfigError, StoreError
-from rlaudit.integrations.importers.common import ImportResult, refuse_reimport, require, resolved, run_id_from
+from rlaudit.integrations.importers.common import ImportResult, check_free, refuse_reimport, require, resolved, run_id_from
 from rlaudit.recorder.core import Recorder
 
 _INT64_MAX = 2**63 - 1
@@ -130,13 +130,15 @@ def import_minari(source: str, store: str | os.PathLike, *, run_id: str | None =
             value = meta[key]
             config.setdefault("minari", {})[key] = sorted(value) if isinstance(value, set) else value
 
+    run_id = run_id or run_id_from(spec.dataset_id)
+    check_free(store, run_id)
     notes: list[str] = []
     skipped_infos: set[str] = set()
     big_seeds = 0
     indices = list(dataset.episode_indices)
     episode_meta = list(dataset.storage.get_episode_metadata(indices))
     with Recorder(
-        store, run_id or run_id_from(spec.dataset_id), config=config, env_id=env_id, env_kwargs=env_kwargs,
+        store, run_id, config=config, env_id=env_id, env_kwargs=env_kwargs,
         observation_space=dataset.observation_space, action_space=dataset.action_space, env_meta=env_meta,
         on_exists="error", handle_sigterm=False,
     ) as rec:

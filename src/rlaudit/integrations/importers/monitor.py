@@ -25,30 +25,29 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from rlaudit import schema
 from rlaudit.errors import StoreError
-from rlaudit.integrations.importers.common import ImportResult, refuse_reimport, resolved, run_id_from
+from rlaudit.integrations.importers.common import ImportResult, check_free, refuse_reimport, resolved, run_id_from
 from rlaudit.recorder.core import Recorder
 
 MONITOR_SUFFIX = "monitor.csv"
 EPISODE_LEVEL_REASON = "imported from monitor.csv: episode-level data only"
 
 
-def find_monitor_file(source: str) -> Path:
+def find_monitor_files(source: str) -> list[Path]:
+    """The monitor file named by ``source``, or every ``*monitor.csv`` in a folder (one per sub-env)."""
     path = Path(source)
     if path.is_dir():
-        found = sorted(path.glob(f"*{MONITOR_SUFFIX}"))
-        if len(found) != 1:
-            names = ", ".join(p.name for p in found) or "none"
-            raise StoreError(
-                f"expected one *{MONITOR_SUFFIX} file in {source}, found {len(found)} ({names}); "
-                "pass the file to import"
-            )
-        return found[0]
+        found = list(path.glob(f"*{MONITOR_SUFFIX}"))
+        if not found:
+            raise StoreError(f"no *{MONITOR_SUFFIX} file in {source}; expected monitor files written by SB3's Monitor")
+        # make_vec_env(monitor_dir=...) names them <rank>.monitor.csv
+        return sorted(found, key=lambda p: (int(p.name.split(".")[0]) if p.name.split(".")[0].isdigit() else 1 << 62, p.name))
     if not path.exists():
         raise StoreError(f"no such file: {source}; expected a monitor.csv written by SB3's Monitor")
-    return path
+    return [path]
 
 
 def read_monitor(path: Path) -> tuple[dict[str, Any], list[str], list[dict[str, str]]]:
@@ -94,8 +93,14 @@ def _info_column(values: list[str]) -> pa.Array:
         return pa.array([None if v == "" else v for v in values], pa.string())
 
 
-def episode_table(run_id: str, columns: list[str], rows: list[dict[str, str]], path: Path) -> pa.Table:
-    """The episode-level step table of a monitor file (see the module docstring)."""
+def episode_table(run_id: str, columns: list[str], rows: list[dict[str, str]], path: Path, *,
+                  env_index: int = 0, num_envs: int = 1, time_offset: float = 0.0) -> pa.Table:
+    """The episode-level step table of one monitor file (see the module docstring).
+
+    For sub-env ``env_index`` of ``num_envs`` (SB3 vector envs step every
+    sub-env on every call and reset inside it), the episode's last step was
+    vector call ``steps_so_far - 1``, so its ``global_step`` is that times ``num_envs``.
+    """
     n = len(rows)
     returns = np.array([_number(r["r"], "r", i + 3) for i, r in enumerate(rows)], dtype=np.float64)
     lengths = np.array([_number(r["l"], "l", i + 3) for i, r in enumerate(rows)], dtype=np.float64)
@@ -104,15 +109,15 @@ def episode_table(run_id: str, columns: list[str], rows: list[dict[str, str]], p
     if bad:
         raise StoreError(f"{path} line {bad[0] + 3}: episode length l={lengths[bad[0]]}, expected a positive integer")
     lengths = lengths.astype(np.int64)
-    last = np.cumsum(lengths) - 1  # global_step of each episode's last step
+    last = (np.cumsum(lengths) - 1) * num_envs  # global_step of each episode's last step
     cols: dict[str, pa.Array] = {
         "run_id": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([run_id])),
-        "env_index": pa.array(np.zeros(n, np.int32)),
+        "env_index": pa.array(np.full(n, env_index, np.int32)),
         "episode": pa.array(np.arange(n, dtype=np.int64)),
         "t": pa.array((lengths - 1).astype(np.int32)),
         "global_step": pa.array(last.astype(np.int64)),
         "phase": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int8)), pa.array(list(schema.PHASES))),
-        "wall_time": pa.array(ended),
+        "wall_time": pa.array(ended + time_offset),
         "reward": pa.array(returns),
         "terminated": pa.nulls(n, pa.bool_()),  # Monitor does not record which flag ended the episode
         "truncated": pa.nulls(n, pa.bool_()),
@@ -125,23 +130,46 @@ def episode_table(run_id: str, columns: list[str], rows: list[dict[str, str]], p
 
 
 def import_monitor(source: str, store: str | os.PathLike, *, run_id: str | None = None) -> ImportResult:
-    """Import an SB3 monitor file as an episode-level run (id: ``<env>-monitor-<YYYYmmdd-HHMMSS of t_start>``)."""
-    path = find_monitor_file(source)
-    header, columns, rows = read_monitor(path)
-    env_id = header.get("env_id") if isinstance(header.get("env_id"), str) and header.get("env_id") != "None" else None
-    t_start = header.get("t_start")
-    origin = {"kind": "monitor", "path": resolved(path), "t_start": t_start, "env_id": env_id,
-              "columns": columns, "episodes": len(rows)}
+    """Import SB3 monitor files as one episode-level run (id: ``<env>-monitor-<YYYYmmdd-HHMMSS of t_start>``).
+
+    ``source`` is one monitor file, or a folder of them: the files of one
+    vector env (``make_vec_env(..., monitor_dir=...)`` writes ``<rank>.monitor.csv``),
+    imported as its sub-envs in rank order.
+    """
+    paths = find_monitor_files(source)
+    files = [(path, *read_monitor(path)) for path in paths]
+    env_ids = {h.get("env_id") for _, h, _, _ in files}
+    if len(env_ids) > 1:
+        raise StoreError(f"the monitor files in {source} come from different environments ({', '.join(map(str, env_ids))}); "
+                         "import them one file at a time")
+    env_id = env_ids.pop()
+    env_id = env_id if isinstance(env_id, str) and env_id != "None" else None
+    starts = [h.get("t_start") for _, h, _, _ in files]
+    t_start = min((t for t in starts if isinstance(t, (int, float))), default=None)
+    episodes = sum(len(rows) for _, _, _, rows in files)
+    where = paths[0] if len(paths) == 1 else Path(source)
+    origin = {"kind": "monitor", "path": resolved(where), "t_start": t_start, "env_id": env_id,
+              "files": [p.name for p in paths], "columns": files[0][2], "episodes": episodes}
     store = Path(store)
     refuse_reimport(store, origin, run_id is not None)
     if run_id is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(t_start)) if isinstance(t_start, (int, float)) else path.stem
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(t_start)) if t_start is not None else where.stem
         run_id = run_id_from(f"{(env_id or 'run').split('/')[-1]}-monitor-{stamp}")
+    check_free(store, run_id)
+    n = len(files)
+    tables = [  # parsed before the run is created
+        episode_table(run_id, columns, rows, path, env_index=k, num_envs=n,
+                      time_offset=(start - t_start) if isinstance(start, (int, float)) and t_start is not None else 0.0)
+        for k, ((path, _, columns, rows), start) in enumerate(zip(files, starts))
+    ]
+    table = pa.concat_tables(tables, promote_options="permissive")
+    table = table.take(pa.compute.sort_indices(table, [("global_step", "ascending"), ("env_index", "ascending")]))
     config = {"source": origin, "episode_level": {"reason": EPISODE_LEVEL_REASON}}
-    table = episode_table(run_id, columns, rows, path)  # parsed before the run is created
-    with Recorder(store, run_id, config=config, env_id=env_id, on_exists="error", handle_sigterm=False) as rec:
+    with Recorder(store, run_id, config=config, env_id=env_id, env_meta={"num_envs": n},
+                  on_exists="error", handle_sigterm=False) as rec:
         if table.num_rows:
             rec.write_segment(table, episodes=table.num_rows)
     notes = ("episode-level only: no observations, actions or per-step rewards; termination vs truncation unknown",)
+    steps = sum(int(float(r["l"])) for _, _, _, rows in files for r in rows)
     return ImportResult(kind="monitor", source=source, run_id=rec.run_id, path=str(rec.path),
-                        steps=int(sum(int(float(r["l"])) for r in rows)), episodes=len(rows), notes=notes)
+                        steps=steps, episodes=episodes, notes=notes)

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from rlaudit import schema
 from rlaudit.errors import RunExistsError, StoreError
-from rlaudit.integrations.importers.common import ImportResult, refuse_reimport, require, resolved, run_id_from
+from rlaudit.integrations.importers.common import ImportResult, check_free, refuse_reimport, require, resolved, run_id_from
 from rlaudit.layout import final_paths
 from rlaudit.recorder.core import Recorder
 from rlaudit.recorder.writer import write_parquet_atomic
@@ -113,6 +113,7 @@ def import_tensorboard(source: str, store: str | os.PathLike, *, run_id: str | N
                              "attach metrics to a finished run, or run 'rlaudit recover' first")
     refuse_reimport(store, origin, run_id is not None)
     name = run_id or run_id_from(f"{folder.name}-tensorboard")
+    check_free(store, name)
     with Recorder(store, name, config={"source": origin}, on_exists="error", handle_sigterm=False) as rec:
         rec.write_segment(metrics_table(rec.run_id, rows), kind="metrics")
     return ImportResult(kind="tensorboard", source=source, run_id=rec.run_id, path=str(rec.path),
