@@ -10,7 +10,8 @@ per episode standing at the episode's last step (``t = l - 1``,
 (Monitor does not say whether an episode terminated or was truncated). The
 manifest's ``episode_level`` says so; the analyser's ``episodes`` view gives
 length and return per episode and detectors that need step columns are
-skipped with that reason.
+skipped with that reason. A folder of monitor files (one per sub-env, as
+``make_vec_env(..., monitor_dir=...)`` writes them) is one vector run.
 """
 
 from __future__ import annotations
