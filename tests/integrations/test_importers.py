@@ -369,3 +369,20 @@ def test_write_segment_takes_one_kind_of_rows_of_its_own_run(tmp_path):
         rec.step(0, np.zeros(2, np.float32), 1.0, True, False)
         with pytest.raises(ConfigError, match="use one way per run"):
             rec.write_segment(episode_table("c", ["r", "l", "t"], rows, tmp_path), episodes=1)
+
+
+def test_episode_level_rows_beside_runs_with_reward_terms(tmp_path):
+    store = tmp_path / "runs"
+    record_run(store, "terms", [[1.0, 2.0], [3.0]], terms=lambda k, t, r: {"task": r, "bonus": 0.5})
+    log = tmp_path / "x.monitor.csv"
+    log.write_text('#{"t_start": 1700000000.0, "env_id": "Plant-v0"}\nr,l,t\n4.5,3,0.25\n-1.0,2,0.5\n')
+    result = import_source("monitor", str(log), store)
+    with rlaudit.open(store) as s:
+        rows = s.sql("SELECT run_id, episode, length, return, term_returns.task, term_returns.bonus, termination, "
+                     "first_global_step, last_global_step FROM episodes ORDER BY run_id, episode").rows()
+    assert rows == [
+        (result.run_id, 0, 3, 4.5, None, None, "unknown", 0, 2),
+        (result.run_id, 1, 2, -1.0, None, None, "unknown", 3, 4),
+        ("terms", 0, 2, 3.0, 3.0, 1.0, "terminated", 0, 1),
+        ("terms", 1, 1, 3.0, 3.0, 0.5, "terminated", 2, 2),
+    ]

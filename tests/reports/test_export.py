@@ -47,7 +47,12 @@ def test_crc32c_and_framing_match_tensorboard():
 def test_tensorboard_export_reads_back(audited, tmp_path):
     _, audit, spiky, clean = audited
     written = export(audit, tmp_path, ["tensorboard"])
-    assert sorted(p.parent.name for p in written) == sorted([spiky, clean])
+    store_wide = [r for r in audit.results if r.run_id is None]  # store-scope detectors report under _store
+    assert sorted(p.parent.name for p in written) == sorted([spiky, clean] + (["_store"] if store_wide else []))
+    if store_wide:
+        acc = _accumulator(tmp_path / "tensorboard" / "_store")
+        (text,) = acc.Tensors("rlaudit/findings")
+        assert all(r.detector in text.tensor_proto.string_val[0].decode() for r in store_wide if r.status != "clean")
     for run in audit.runs:
         acc = _accumulator(tmp_path / "tensorboard" / run.run_id)
         findings = [f for f in audit.findings if f.run_id == run.run_id]
@@ -96,10 +101,11 @@ def test_analyze_export_option_writes_both_and_replaces_its_own_files(audited, t
         out = CliRunner().invoke(main, args)
         assert out.exit_code in (0, 1), out.output
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    groups = [r.run_id for r in audit.runs] + (["_store"] if any(r.run_id is None for r in audit.results) else [])
     assert files == sorted(
         ["audit.json", "wandb/wandb-summary.json"]
-        + [f"tensorboard/{r.run_id}/events.out.tfevents.0.rlaudit" for r in audit.runs]
-        + [f"wandb/{r.run_id}/wandb-summary.json" for r in audit.runs]
+        + [f"tensorboard/{g}/events.out.tfevents.0.rlaudit" for g in groups]
+        + [f"wandb/{g}/wandb-summary.json" for g in groups]
     )
     assert _accumulator(tmp_path / "tensorboard" / spiky).Scalars("rlaudit/findings/total")[0].value == len(
         [f for f in audit.findings if f.run_id == spiky])
