@@ -651,7 +651,7 @@ def import_command(kind, source, store, run_id, as_json):
     \b
     KIND is one of:
       minari       a Minari dataset: its folder, or a local dataset id (extra: rlaudit[minari])
-      monitor      an SB3 monitor.csv: episode-level (return, length, time per episode)
+      monitor      an SB3 monitor.csv, or a folder of them (one per sub-env): episode-level
       tensorboard  scalars of TensorBoard event files into a metrics table (extra: rlaudit[tensorboard])
 
     A run is never overwritten, and a source already imported into the store
