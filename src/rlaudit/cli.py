@@ -45,6 +45,7 @@ def main():
       rlaudit recover runs/             finalise runs left behind by a killed process
       rlaudit replay RUN --episode N    re-simulate an episode; branch it with another action or policy
       rlaudit ope RUN --policy NAME     off-policy estimate of a policy's value from logged logp
+      rlaudit import KIND SRC --store runs/   import a Minari dataset, monitor.csv or TensorBoard scalars
     """
 
 
@@ -234,8 +235,10 @@ def _print_audit(audit, out_path, fail_on: str) -> None:
               help="Progress bar on stderr (default: when stderr is a terminal).")
 @click.option("--reference", "reference", multiple=True, metavar="RUN",
               help="A clean run to learn thresholds from (repeatable); default: each run's own early phase.")
+@click.option("--export", "exports", multiple=True, type=click.Choice(["tensorboard", "wandb-json"]),
+              help="Also write the findings as TensorBoard event files or W&B-style JSON into --out (repeatable).")
 def analyze_command(paths, out_dir, presets, detectors, sets, fmt, fail_on, jobs, threads, memory_limit, progress,
-                    reference):
+                    reference, exports):
     """Run the detectors over every run in PATHS; print findings, write audit.json.
 
     \b
@@ -254,6 +257,11 @@ def analyze_command(paths, out_dir, presets, detectors, sets, fmt, fail_on, jobs
     finally:
         bar.close()
     out_path = audit.write(out_dir)
+    if exports:
+        from rlaudit.reports.export import export
+
+        for path in export(audit, out_dir, exports):
+            click.echo(f"wrote {path}", err=fmt == "json")
     if fmt == "json":
         click.echo(audit.to_json(), nl=False)
     else:
@@ -979,6 +987,42 @@ def ope_command(paths, run_id, policy, estimator, phase, gamma, resamples, seed,
 
 # --- integration commands -------------------------------------------------
 # (rlaudit import)
+
+
+@main.command("import")
+@click.argument("kind")
+@click.argument("source")
+@click.option("--store", required=True, type=click.Path(file_okay=False), help="Store folder to write the run into.")
+@click.option("--run-id", "run_id", default=None,
+              help="Run id of the import (default: from the source). For tensorboard, an existing run gets the metrics.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def import_command(kind, source, store, run_id, as_json):
+    """Import another tool's data into a store as an rlaudit run.
+
+    \b
+    KIND is one of:
+      minari       a Minari dataset: its folder, or a local dataset id (extra: rlaudit[minari])
+      monitor      an SB3 monitor.csv, or a folder of them (one per sub-env): episode-level
+      tensorboard  scalars of TensorBoard event files into a metrics table (extra: rlaudit[tensorboard])
+
+    A run is never overwritten, and a source already imported into the store
+    is refused unless --run-id names a new run.
+    """
+    import dataclasses
+    import json
+
+    from rlaudit.integrations.importers import import_source
+
+    result = import_source(kind, source, store, run_id=run_id)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(result), indent=1, sort_keys=True))
+        return
+    what = [f"{result.steps:,} steps" if result.steps else "", f"{result.episodes:,} episodes" if result.episodes else "",
+            f"{result.metrics:,} metric values" if result.metrics else ""]
+    verb = "attached to run" if result.attached else "imported as run"
+    click.echo(f"{verb} {result.run_id}: {', '.join(w for w in what if w)} -> {result.path}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
 
 
 # --- experiment suites ----------------------------------------------------

@@ -738,7 +738,7 @@ ORDER BY e.first_global_step, e.env_index{order_run}
 """
 
 
-@detector("truncation-exploitation", severity="warning", needs=("episodes",))
+@detector("truncation-exploitation", severity="warning", needs=("episodes", "reward", "terminated", "truncated"))
 def truncation_exploitation(
     ctx: Context,
     *,
