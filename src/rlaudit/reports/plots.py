@@ -17,6 +17,8 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
            "#bcbd22", "#17becf")
 WIDTH, HEIGHT = 440, 190
 PAD_L, PAD_R, PAD_T, PAD_B = 52, 12, 22, 34
+#: shades of a heatmap (cells are drawn one path per shade)
+HEAT_LEVELS = 8
 
 
 def color(i: int) -> str:
@@ -258,7 +260,7 @@ def stacked(x: Sequence[float], layers: Sequence[tuple[str, Sequence[float]]], *
 
 def heatmap(counts: Sequence[Sequence[int]], xr: Sequence[float], yr: Sequence[float], *, title=None,
             xlabel=None, ylabel=None, size: int = 190, paths: Sequence[dict[str, Any]] = ()) -> Markup:
-    """Counts on a grid (row = y bin from the bottom, column = x bin); log-scaled shading."""
+    """Counts on a grid (row = y bin from the bottom, column = x bin); log-scaled shading in HEAT_LEVELS steps."""
     n = len(counts)
     legend = [(p["name"], p.get("color") or color(i + 1)) for i, p in enumerate(paths)]
     rows = _legend_rows(legend, size + PAD_L + PAD_R)[1]
@@ -268,14 +270,18 @@ def heatmap(counts: Sequence[Sequence[int]], xr: Sequence[float], yr: Sequence[f
     if top > 0:
         cw = (fr.w - PAD_L - PAD_R) / n
         ch = (fr.h - fr.pad_t - PAD_B) / n
+        levels: dict[int, list[str]] = {}
         for yi, row in enumerate(counts):
             for xi, c in enumerate(row):
                 if c <= 0:
                     continue
-                shade = 0.12 + 0.88 * math.log1p(c) / math.log1p(top)
+                level = max(1, math.ceil(HEAT_LEVELS * math.log1p(c) / math.log1p(top)))
                 y = fr.h - PAD_B - (yi + 1) * ch
-                fr.add(f'<rect x="{_num(PAD_L + xi * cw)}" y="{_num(y)}" width="{_num(cw + 0.3)}" '
-                       f'height="{_num(ch + 0.3)}" fill="#08519c" fill-opacity="{shade:.2f}"><title>{c}</title></rect>')
+                levels.setdefault(level, []).append(f"M{_num(PAD_L + xi * cw)} {_num(y)}h{_num(cw)}v{_num(ch)}"
+                                                    f"h-{_num(cw)}z")
+        for level in sorted(levels):
+            fr.add(f'<path d="{"".join(levels[level])}" fill="#08519c" '
+                   f'fill-opacity="{0.1 + 0.9 * level / HEAT_LEVELS:.2f}"/>')
     for i, p in enumerate(paths):
         fr.path(p["x"], p["y"], p.get("color") or color(i + 1), width=1.4)
     return fr.svg()

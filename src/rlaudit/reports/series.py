@@ -367,12 +367,13 @@ def _step_series(store, ids, widths, cols, runs) -> None:
 # ---------------------------------------------------------------------------
 
 
-def _step_ranges(ranges: list[tuple[str, int, int]]) -> tuple[str, dict[str, Any]]:
+def _step_ranges(ranges: list[tuple[str, int, int]], exact: bool = True) -> tuple[str, dict[str, Any]]:
     """A predicate selecting global_step ranges of runs.
 
     The union of the ranges on ``global_step`` alone comes first: DuckDB pushes it into the
     Parquet scan, so row groups outside every range are skipped unread (an OR that also tests
-    ``run_id`` is not pushed down); the exact per-run test follows.
+    ``run_id`` is not pushed down); the exact per-run test follows unless ``exact`` is false
+    (the caller then selects rows exactly itself, e.g. with a join).
     """
     spans = sorted({(int(a), int(b)) for _, a, b in ranges})
     params: dict[str, Any] = {}
@@ -380,11 +381,13 @@ def _step_ranges(ranges: list[tuple[str, int, int]]) -> tuple[str, dict[str, Any
     for i, (a, b) in enumerate(spans):
         coarse.append(f"s.global_step BETWEEN $ga{i} AND $gb{i}")
         params.update({f"ga{i}": a, f"gb{i}": b})
-    exact = []
+    if not exact:
+        return f"({' OR '.join(coarse)})", params
+    tests = []
     for i, (rid, a, b) in enumerate(ranges):
-        exact.append(f"(s.run_id = $rr{i} AND s.global_step BETWEEN $ra{i} AND $rb{i})")
+        tests.append(f"(s.run_id = $rr{i} AND s.global_step BETWEEN $ra{i} AND $rb{i})")
         params.update({f"rr{i}": rid, f"ra{i}": int(a), f"rb{i}": int(b)})
-    return f"({' OR '.join(coarse)}) AND ({' OR '.join(exact)})", params
+    return f"({' OR '.join(coarse)}) AND ({' OR '.join(tests)})", params
 
 
 def _windows(steps: int) -> list[tuple[int, int]]:
@@ -408,7 +411,10 @@ def _visitation(store, ids, runs) -> None:
     discrete = _column_type(store, "action") in ("BIGINT", "INTEGER")
     for dims, todo in by_dims.items():
         windows = {r: _windows(store.runs[r].steps) for r in todo}
-        where, params = _step_ranges([(r, a, b) for r in todo for a, b in windows[r]])
+        if any(len(w) > 1 for w in windows.values()):
+            where, params = _step_ranges([(r, a, b) for r in todo for a, b in windows[r]])
+        else:
+            where, params = "true", {}
         params.update(dx=dims[0] + 1, dy=dims[1] + 1)
         finite = "isfinite(s.obs[$dx]) AND isfinite(s.obs[$dy])"
         ranges = {r: _box_bounds(store.runs[r].manifest, dims) for r in todo}
@@ -482,7 +488,7 @@ def _trajectories(store, episodes, runs) -> None:
     paths: dict[tuple, tuple[list, list]] = {}
     for dims, group in by_dims.items():
         keys = sorted({(p["run"], p["env"], p["episode"], p["length"], p["g0"], p["g1"]) for p in group})
-        where, params = _step_ranges([(k[0], k[4], k[5]) for k in keys])
+        where, params = _step_ranges([(k[0], k[4], k[5]) for k in keys], exact=False)
         rows = store.sql(
             "WITH e AS (SELECT unnest($ids) AS run_id, unnest($envs) AS env_index, unnest($eps) AS episode, "
             "unnest($every) AS every), "
