@@ -22,6 +22,8 @@ HEAT_BINS = 16
 #: steps per run the heatmap counts at most: all of a shorter run, else evenly spaced windows
 VISIT_STEPS = 262_144
 VISIT_WINDOWS = 4
+#: global_step ranges closer than this (the recorder's row group) are read as one
+MERGE_GAP = 65_536
 #: points kept per phase-space trajectory
 TRAJECTORY_POINTS = 200
 #: at most this many actions get their own share curve and heatmap panel
@@ -284,17 +286,20 @@ def _step_series(store, ids, widths, cols, runs) -> None:
     select = [
         "s.run_id", "s.global_step // w.width AS bin",
         "s.action AS action" if discrete else "NULL AS action",
+        # plain aggregates (no FILTER: it costs a second pass per column on large stores); a bin
+        # holding a NaN or infinite value gets a null mean and shows as a gap, where the
+        # non-finite detector's finding points
         "count(*) AS n",
-        "count(*) FILTER (WHERE isfinite(s.reward)) AS n_finite",
-        "sum(s.reward) FILTER (WHERE isfinite(s.reward)) AS r_sum",
-        "min(s.reward) FILTER (WHERE isfinite(s.reward)) AS r_min",
-        "max(s.reward) FILTER (WHERE isfinite(s.reward)) AS r_max",
-        "sum(s.entropy) FILTER (WHERE isfinite(s.entropy)) AS ent_sum" if "entropy" in cols else "NULL AS ent_sum",
-        "count(s.entropy) FILTER (WHERE isfinite(s.entropy)) AS ent_n" if "entropy" in cols else "0 AS ent_n",
+        "count(s.reward) AS n_finite",
+        "sum(s.reward) AS r_sum",
+        "min(s.reward) AS r_min",
+        "max(s.reward) AS r_max",
+        "sum(s.entropy) AS ent_sum" if "entropy" in cols else "NULL AS ent_sum",
+        "count(s.entropy) AS ent_n" if "entropy" in cols else "0 AS ent_n",
     ]
     for i, term in enumerate(terms):
         ref = f's.reward_terms."{term.replace(chr(34), chr(34) * 2)}"'
-        select.append(f"sum({ref}) FILTER (WHERE isfinite({ref})) AS term_{i}")
+        select.append(f"sum({ref}) AS term_{i}")
     rows = store.sql(
         _with_runs() + "SELECT " + ", ".join(select)
         + " FROM steps s JOIN w ON s.run_id = w.run_id WHERE s.phase = 'train' GROUP BY ALL ORDER BY ALL",
@@ -375,7 +380,12 @@ def _step_ranges(ranges: list[tuple[str, int, int]], exact: bool = True) -> tupl
     ``run_id`` is not pushed down); the exact per-run test follows unless ``exact`` is false
     (the caller then selects rows exactly itself, e.g. with a join).
     """
-    spans = sorted({(int(a), int(b)) for _, a, b in ranges})
+    spans: list[list[int]] = []
+    for a, b in sorted({(int(a), int(b)) for _, a, b in ranges}):
+        if spans and a - spans[-1][1] < MERGE_GAP:
+            spans[-1][1] = max(spans[-1][1], b)  # a row group between them would be read anyway
+        else:
+            spans.append([a, b])
     params: dict[str, Any] = {}
     coarse = []
     for i, (a, b) in enumerate(spans):
@@ -418,10 +428,15 @@ def _visitation(store, ids, runs) -> None:
         params.update(dx=dims[0] + 1, dy=dims[1] + 1)
         finite = "isfinite(s.obs[$dx]) AND isfinite(s.obs[$dy])"
         ranges = {r: _box_bounds(store.runs[r].manifest, dims) for r in todo}
-        if any(v is None for v in ranges.values()):
+        unbounded = [r for r in todo if ranges[r] is None]
+        if unbounded:
+            # the observed range, from the first and last windows (values outside fall in the edge cells)
+            ends = [(r, a, b) for r in unbounded for a, b in {windows[r][0], windows[r][-1]}]
+            where_ends, params_ends = _step_ranges(ends)
             for rid, x0, x1, y0, y1 in store.sql(
                 "SELECT s.run_id, min(s.obs[$dx]), max(s.obs[$dx]), min(s.obs[$dy]), max(s.obs[$dy]) FROM steps s "
-                f"WHERE s.phase = 'train' AND {finite} AND {where} GROUP BY s.run_id", **params,
+                f"WHERE s.phase = 'train' AND {finite} AND {where_ends} GROUP BY s.run_id",
+                dx=dims[0] + 1, dy=dims[1] + 1, **params_ends,
             ).rows():
                 if ranges.get(rid) is None:
                     ranges[rid] = [[float(x0), float(x1) if x1 > x0 else float(x0) + 1.0],
