@@ -185,8 +185,9 @@ def compute_series(store) -> dict[str, Any]:
     for rid in ids:
         runs[rid].update(_episode_series(store.runs[rid], episodes.get(rid), width_of[rid]))
     _step_series(store, ids, widths, cols, runs)
-    _visitation(store, ids, runs)
-    _trajectories(store, episodes, runs)
+    layout = _obs_layout(store)
+    _trajectories(store, episodes, runs, layout)
+    _visitation(store, ids, runs, layout)
     _metrics(store, ids, widths, runs)
     return {"bins": BINS, "runs": runs, "groups": _groups(store, ids, episodes)}
 
@@ -409,11 +410,9 @@ def _windows(steps: int) -> list[tuple[int, int]]:
     return [(a, a + size - 1) for a in starts]
 
 
-def _visitation(store, ids, runs) -> None:
-    layout = _obs_layout(store)
+def _visitation(store, ids, runs, layout) -> None:
     for rid in ids:
         runs[rid]["visitation"] = None
-        runs[rid]["trajectories"] = []
     by_dims: dict[tuple[int, int], list[str]] = {}
     for rid in ids:
         if rid in layout:
@@ -428,19 +427,9 @@ def _visitation(store, ids, runs) -> None:
         params.update(dx=dims[0] + 1, dy=dims[1] + 1)
         finite = "isfinite(s.obs[$dx]) AND isfinite(s.obs[$dy])"
         ranges = {r: _box_bounds(store.runs[r].manifest, dims) for r in todo}
-        unbounded = [r for r in todo if ranges[r] is None]
-        if unbounded:
-            # the observed range, from the first and last windows (values outside fall in the edge cells)
-            ends = [(r, a, b) for r in unbounded for a, b in {windows[r][0], windows[r][-1]}]
-            where_ends, params_ends = _step_ranges(ends)
-            for rid, x0, x1, y0, y1 in store.sql(
-                "SELECT s.run_id, min(s.obs[$dx]), max(s.obs[$dx]), min(s.obs[$dy]), max(s.obs[$dy]) FROM steps s "
-                f"WHERE s.phase = 'train' AND {finite} AND {where_ends} GROUP BY s.run_id",
-                dx=dims[0] + 1, dy=dims[1] + 1, **params_ends,
-            ).rows():
-                if ranges.get(rid) is None:
-                    ranges[rid] = [[float(x0), float(x1) if x1 > x0 else float(x0) + 1.0],
-                                   [float(y0), float(y1) if y1 > y0 else float(y0) + 1.0]]
+        for rid in todo:
+            if ranges[rid] is None:
+                ranges[rid] = _observed_range(runs[rid]["trajectories"])
         todo = [r for r in todo if ranges.get(r)]
         if not todo:
             continue
@@ -477,13 +466,27 @@ def _visitation(store, ids, runs) -> None:
             }
 
 
-def _trajectories(store, episodes, runs) -> None:
+def _observed_range(trajectories) -> list[list[float]] | None:
+    """[[lo, hi], [lo, hi]] spanned by the drawn episodes, 5% wider (an unbounded observation's heatmap range;
+    reading the range of every step would cost a second pass over the observations)."""
+    out = []
+    for key in ("x", "y"):
+        vals = [v for t in trajectories for v in t[key] if v is not None]
+        if not vals:
+            return None
+        lo, hi = min(vals), max(vals)
+        pad = (hi - lo) * 0.05 if hi > lo else 1.0
+        out.append([lo - pad, hi + pad])
+    return out
+
+
+def _trajectories(store, episodes, runs, layout) -> None:
     """The best, worst and last training episodes of each run in the two drawn observation dimensions."""
     picks = []
     for rid, run in runs.items():
-        vis = run.get("visitation")
+        run["trajectories"] = []
         ep = episodes.get(rid)
-        if vis is None or ep is None:
+        if rid not in layout or ep is None:
             continue
         train = np.flatnonzero((ep["phase"] == "train") & np.isfinite(ep["ret"]))
         if not len(train):
@@ -496,7 +499,7 @@ def _trajectories(store, episodes, runs) -> None:
         for which, i in chosen.items():
             picks.append({"run": rid, "which": which, "env": int(ep["env_index"][i]), "episode": int(ep["episode"][i]),
                           "return": float(ep["ret"][i]), "length": int(ep["length"][i]), "g0": int(ep["g0"][i]),
-                          "g1": int(ep["g1"][i]), "dims": tuple(vis["dims"])})
+                          "g1": int(ep["g1"][i]), "dims": tuple(layout[rid][0])})
     by_dims: dict[tuple, list[dict]] = {}
     for p in picks:
         by_dims.setdefault(p["dims"], []).append(p)
