@@ -152,7 +152,8 @@ def state_cycling(
     sd = math.sqrt(var_all)
     m_o = float(osum.sum() / n_other)
     v_o = max(float(osq.sum() / n_other - m_o ** 2), 0.0)
-    span = persistent_span(loops >= min_loop_fraction * steps, min_episodes=min_episodes)
+    span = persistent_span(loops >= min_loop_fraction * steps, min_episodes=min_episodes,
+                           groups=[r[0] for r in rows])
     if span is None:
         return
     mb = span.members
@@ -216,7 +217,9 @@ def action_repetition(
         p repeats on at least ``share`` of them while consecutive actions do
         not (a pattern, not a run). One finding spans the persistent stretch
         (centred majority of 5) of degenerate episodes with at least
-        ``min_episodes`` episodes and ``min_steps`` steps.
+        ``min_episodes`` episodes and ``min_steps`` steps; in a vector-env run
+        persistence is judged in each sub-environment's own sequence of
+        episodes, so one stuck sub-env is found among healthy ones.
 
     Why it matters:
         A policy that does the same thing whatever it observes has stopped
@@ -273,7 +276,7 @@ def action_repetition(
     reps = np.array([r[7:] for r in rows], float)
     pattern = (reps[:, 1:].max(axis=1) >= share) & (reps[:, 0] < share)
     flags = (top >= share) | pattern
-    span = persistent_span(flags, min_episodes=min_episodes)
+    span = persistent_span(flags, min_episodes=min_episodes, groups=[r[0] for r in rows])
     if span is None:
         return
     mb = span.members
@@ -331,12 +334,12 @@ def degenerate_environment(
         ``resolution`` of the declared or reached range for continuous
         ones), grouped by that action. When one action has at least
         ``min_constant`` constant episodes, its median return is placed on a
-        scale from the 10th percentile of all the run's returns (0) to the
-        90th percentile of the returns of varied play (1): the run's
-        non-constant episodes, plus the reference runs' episodes when the
-        audit names some. At ``near`` or above, the constant policy does
-        about as well as the best play seen. Needs at least ``min_other``
-        non-constant episodes to compare with. The p-value is conformal: the
+        scale from the 10th percentile of all returns (0) to the 90th
+        percentile of the returns of varied play (1): the run's non-constant
+        episodes, plus every episode of the reference runs when the audit
+        names some. At ``near`` or above, the constant policy does about as
+        well as the best play seen. Needs at least ``min_other`` episodes of
+        varied play to compare with. The p-value is conformal: the
         fraction of varied episodes (plus one) returning at least the
         constant policy's median.
 
@@ -356,9 +359,10 @@ def degenerate_environment(
     Not flagged:
         Constant policies that score poorly (always-left in CartPole falls
         in about 9 steps; always-stay in the career env burns out); runs
-        with fewer than ``min_other`` non-constant episodes (a constant
-        heuristic alone has nothing to be compared with; give it
-        ``--reference`` runs of a learner); runs whose returns never vary.
+        with fewer than ``min_other`` episodes of varied play (skipped: a
+        constant heuristic alone has nothing to be compared with; give it
+        ``--reference`` runs of a learner on the same environment); runs
+        whose returns never vary.
 
     Fix:
         Make the environment or reward demand the observation: add the risk,
@@ -380,19 +384,22 @@ def degenerate_environment(
     """
     rows = ctx.sql(query + " ORDER BY first_global_step, env_index", **params).rows()
     returns = np.array([r[6] for r in rows], float)
-    constant = np.array([bool(r[7]) for r in rows])
-    if int((~constant).sum()) < min_other:
-        ctx.skip(f"needs at least {min_other} finished episodes that use more than one action to compare "
-                 f"constant play with; run has {int((~constant).sum())}")
+    constant = np.array([bool(r[7]) for r in rows], dtype=bool)
     others = returns[~constant]
+    pool = returns
     ref_note = ""
     if ctx.reference and not ctx.is_reference:
         ref = ctx.reference_sql("SELECT return FROM episodes WHERE list_contains($reference, run_id) "
                                 "AND termination <> 'unfinished' AND isfinite(return)").rows()
         if ref:
-            others = np.concatenate([others, np.array([r[0] for r in ref], float)])
-            ref_note = f" and {len(ref)} reference episodes"
-    lo, hi = float(np.quantile(returns, 0.1)), float(np.quantile(others, 0.9))
+            ref_returns = np.array([r[0] for r in ref], float)
+            others = np.concatenate([others, ref_returns])
+            pool = np.concatenate([returns, ref_returns])
+            ref_note = f", {len(ref)} of them from the reference runs"
+    if others.size < min_other:
+        ctx.skip(f"needs at least {min_other} finished episodes that use more than one action (here or in the "
+                 f"reference runs) to compare constant play with; found {others.size}")
+    lo, hi = float(np.quantile(pool, 0.1)), float(np.quantile(others, 0.9))
     if not hi > lo:
         return
     by_key: dict[str, list[int]] = {}
@@ -428,7 +435,7 @@ def degenerate_environment(
         score=float(scaled),
         evidence=evidence,
         p_value=p,
-        p_method=f"conformal (against the run's {others.size} non-constant episodes)",
+        p_method=f"conformal (against {others.size} episodes of varied play)",
         episode_start=first[1], episode_end=last[1],
         step_start=min(rows[i][2] for i in idx), step_end=max(rows[i][3] for i in idx),
         env_index=next(iter(envs)) if len(envs) == 1 else None,

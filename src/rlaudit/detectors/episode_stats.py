@@ -80,13 +80,28 @@ class Span:
     members: np.ndarray  # indices inside the qualifying spans
 
 
-def persistent_span(flags: Sequence[bool], *, min_episodes: int, window: int = SMOOTH_EPISODES) -> Span | None:
+def persistent_span(flags: Sequence[bool], *, min_episodes: int, window: int = SMOOTH_EPISODES,
+                    groups: Sequence[Any] | None = None) -> Span | None:
     """Onset of the first to end of the last persistent stretch of ``flags`` with at least ``min_episodes`` episodes.
 
     A stretch is a run of episodes whose centred majority (``window``) is
     flagged, trimmed to flagged episodes at both ends, so a step change at
-    episode k starts the span at k exactly.
+    episode k starts the span at k exactly. With ``groups`` (the sub-env of
+    each episode) stretches are found in each sub-env's own episode sequence
+    and joined: a stuck sub-env is not diluted by its healthy neighbours.
     """
+    if groups is not None:
+        g = np.asarray(groups)
+        parts = []
+        for value in np.unique(g):
+            idx = np.flatnonzero(g == value)
+            sub = persistent_span(np.asarray(flags, dtype=bool)[idx], min_episodes=min_episodes, window=window)
+            if sub is not None:
+                parts.append(idx[sub.members])
+        if not parts:
+            return None
+        members = np.sort(np.concatenate(parts))
+        return Span(int(members[0]), int(members[-1]), members)
     f = np.asarray(flags, dtype=bool)
     keep = []
     for s, e in spans(smoothed(f, window)):

@@ -3,7 +3,9 @@
 Each detector aggregates steps to one row per episode in DuckDB, learns what
 is normal from the reference runs (``--reference RUN``) or the run's own
 early phase, flags episodes against it, and reports one finding per
-condition spanning its onset to its end.
+condition spanning its onset to its end. Episodes are (env_index, episode)
+pairs ordered by their first global_step; persistence is judged in each
+sub-environment's own sequence of episodes.
 """
 
 from __future__ import annotations
@@ -236,7 +238,8 @@ def reward_hacking(
         if p_scale > 0 and g_scale > 0:
             zp = (jp - p_med) / p_scale
             zg = (jg - g_med) / g_scale
-            span = persistent_span((zp >= z) & (zg <= -z), min_episodes=min_episodes)
+            span = persistent_span((zp >= z) & (zg <= -z), min_episodes=min_episodes,
+                                   groups=[r[0] for r in judged])
             if span is not None:
                 m = span.members
                 p_up = mann_whitney_greater(jp[m], bp)
@@ -279,7 +282,7 @@ def _within_episode(ctx, col, goal, sign, min_trend, edge, min_episodes, cap) ->
     tol = edge * (hi - lo)
     flags = [r[7] is not None and r[8] is not None and r[7] >= min_trend and r[8] <= -min_trend
              and abs(r[9] - worst) <= tol for r in rows]
-    span = persistent_span(flags, min_episodes=min_episodes)
+    span = persistent_span(flags, min_episodes=min_episodes, groups=[r[0] for r in rows])
     if span is None:
         return None
     fields = span_fields(rows, span, phase_col=4)
@@ -504,7 +507,7 @@ def reward_term_dominance(
         b_med = float(np.median(b))
         s = judged[:, k]
         flags = np.isfinite(s) & (s - b_med >= drift) & (g[offset:, k] > 0)
-        span = persistent_span(flags, min_episodes=min_episodes)
+        span = persistent_span(flags, min_episodes=min_episodes, groups=[r[0] for r in rows[offset:]])
         if span is None:
             continue
         p = mann_whitney_greater(s[span.members], b)
@@ -524,7 +527,7 @@ def reward_term_dominance(
     term = terms[k]
     if run_share[k] >= dominance and term not in task and term not in drifted:
         flags = np.isfinite(shares[:, k]) & (shares[:, k] >= dominance)
-        span = persistent_span(flags, min_episodes=min_episodes)
+        span = persistent_span(flags, min_episodes=min_episodes, groups=[r[0] for r in rows])
         if span is not None:
             declared = "the manifest declares no reward_task_terms" if not task else \
                 f"the declared task terms are {', '.join(sorted(task))}"
@@ -697,7 +700,7 @@ def _boundary_finding(ctx, column, i, side, lows, highs, tols, bands, share, eff
     )
     rows = ctx.sql(query + " ORDER BY first_global_step, env_index", **params).rows()
     flags = [r[5] >= min_share * r[4] for r in rows]
-    span = persistent_span(flags, min_episodes=min_episodes)
+    span = persistent_span(flags, min_episodes=min_episodes, groups=[r[0] for r in rows])
     if span is None:
         return None
     fields = span_fields(rows, span)
@@ -834,7 +837,8 @@ def truncation_exploitation(
         from_length = float(br.mean() * (jl.mean() - bl.mean())) / gain
         p = max(p_trunc, p_ret)
         if p <= alpha and from_length >= length_share and float(np.median(jr)) <= r_med:
-            span = persistent_span(jtrunc & (jg > g_med) & (jr <= r_med), min_episodes=min_episodes)
+            span = persistent_span(jtrunc & (jg > g_med) & (jr <= r_med), min_episodes=min_episodes,
+                                   groups=[r[0] for r in judged])
             if span is not None:
                 yield _trunc_finding(
                     ctx, rows, query, span, offset, cap, p,
@@ -855,7 +859,8 @@ def truncation_exploitation(
         last = np.array([r[9] for r in judged], float)
         bonus = jterm.any() and float(np.median(last[jterm])) > float(step_med) + (step_sd or 0.0)
         if p <= alpha and not bonus:
-            span = persistent_span(jterm & (jl < l_med) & (jg > g_med), min_episodes=min_episodes)
+            span = persistent_span(jterm & (jl < l_med) & (jg > g_med), min_episodes=min_episodes,
+                                   groups=[r[0] for r in judged])
             if span is not None:
                 yield _trunc_finding(
                     ctx, rows, query, span, offset, cap, p,
