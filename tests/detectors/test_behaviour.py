@@ -119,11 +119,24 @@ def test_degenerate_environment_needs_varied_play(tmp_path):
     assert status(out, "always-one").status == "skipped"
     assert "needs at least 10 finished episodes that use more than one action" in status(out, "always-one").reason
     assert status(out, "always-one").reason.endswith("found 0")
-    # a learner's runs as reference give the constant heuristic something to be compared with
+    # a learner's run of the same environment in the store gives the constant heuristic something to compare with
     a = np.random.default_rng(5).integers(0, 2, (30, LENGTH))
     record_episodes(tmp_path, "learner", [LENGTH] * 30, reward=lambda k, t: 0.5 + 0.5 * (k / 30),
                     action=lambda k, t: int(a[k, t]))
-    out = run(tmp_path, "degenerate-environment", reference=("learner",))
+    out = run(tmp_path, "degenerate-environment")
     (f,) = out.findings
-    assert f.run_id == "always-one" and "30 of them from the reference runs" in f.summary
+    assert f.run_id == "always-one" and "30 of them from other runs of this environment" in f.summary
     assert f.p_value == pytest.approx(1 / 31)  # no learner episode returns as much as always-one
+    assert status(out, "learner").status == "clean"
+
+
+def test_degenerate_environment_poor_policy_next_to_a_better_run(tmp_path):
+    # a poor heuristic whose constant episodes match its own poor varied play, beside a far better run
+    a = np.random.default_rng(6).integers(0, 2, (40, LENGTH))
+    e = np.random.default_rng(7).standard_normal((40, LENGTH))
+    record_episodes(tmp_path, "poor", [LENGTH] * 40, reward=lambda k, t: (-0.09 if k % 2 else -0.1) + 0.05 * e[k, t],
+                    action=lambda k, t: 0 if k % 2 else int(a[k, t]))
+    assert status(run(tmp_path, "degenerate-environment"), "poor").status == "found"  # alone: nothing better seen
+    record_episodes(tmp_path, "good", [LENGTH] * 40, reward=lambda k, t: 1.0 + 0.01 * k,
+                    action=lambda k, t: int(a[k, t]))
+    assert status(run(tmp_path, "degenerate-environment"), "poor").status == "clean"

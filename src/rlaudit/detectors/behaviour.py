@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Iterator
 
@@ -15,6 +16,7 @@ from rlaudit.detectors.episode_stats import (
     num,
     persistent_span,
     quantised_key_sql,
+    scalar_kind,
     span_fields,
     welch_greater,
 )
@@ -50,6 +52,9 @@ def key_sql(ctx: Context, column: str, resolution: float, *, declared: bool) -> 
     """
     dims = list_dims(ctx, column)
     if dims is None:
+        kind = scalar_kind(ctx, column) or ""
+        if kind in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "BOOLEAN"):
+            return ident(column), {}, "exact values"
         return f"hash({ident(column)})", {}, "exact values"
     lows = highs = None
     how = "the reached range"
@@ -60,11 +65,11 @@ def key_sql(ctx: Context, column: str, resolution: float, *, declared: bool) -> 
             lows, highs = bounds
             how = "the declared bounds"
     if lows is None:
-        lows, highs = dim_ranges(ctx, column)
+        lows, highs = dim_ranges(ctx, column, dims)
     if len(lows) != dims:
         return f"hash({ident(column)})", {}, "exact values"
     widths = [(h - lo) * resolution if h > lo else 1.0 for lo, h in zip(lows, highs)]
-    return quantised_key_sql(column), {"lows": lows, "widths": widths}, f"cells of {resolution:g} of {how}"
+    return quantised_key_sql(column, dims), {"lows": lows, "widths": widths}, f"cells of {resolution:g} of {how}"
 
 
 # -- state-cycling ----------------------------------------------------------------
@@ -125,18 +130,20 @@ def state_cycling(
     """
     key, params, how = key_sql(ctx, "obs", resolution, declared=False)
     query = f"""
-        WITH k AS (SELECT env_index, episode, global_step, reward, {key} AS state
-                   FROM steps WHERE run_id = $run_id AND obs IS NOT NULL AND isfinite(reward)),
-             c AS (SELECT *, count(*) OVER (PARTITION BY env_index, episode, state) AS visits FROM k)
-        SELECT env_index, episode, min(global_step) AS first_global_step, max(global_step) AS last_global_step,
-               count(*) AS steps, count(*) FILTER (WHERE visits > 1) AS loop_steps, max(visits) AS max_visits,
-               avg(reward) FILTER (WHERE visits > 1) AS loop_reward,
-               avg(reward) FILTER (WHERE visits = 1) AS other_reward,
-               coalesce(sum(reward) FILTER (WHERE visits > 1), 0) AS loop_sum,
-               coalesce(sum(reward * reward) FILTER (WHERE visits > 1), 0) AS loop_sq,
-               coalesce(sum(reward) FILTER (WHERE visits = 1), 0) AS other_sum,
-               coalesce(sum(reward * reward) FILTER (WHERE visits = 1), 0) AS other_sq
-        FROM c GROUP BY env_index, episode
+        WITH v AS (SELECT env_index, episode, {key} AS state, count(*) AS visits, min(global_step) AS g0,
+                          max(global_step) AS g1, sum(reward) AS rs, sum(reward * reward) AS rq
+                   FROM steps WHERE run_id = $run_id AND obs IS NOT NULL AND isfinite(reward)
+                   GROUP BY env_index, episode, state)
+        SELECT env_index, episode, min(g0) AS first_global_step, max(g1) AS last_global_step,
+               sum(visits) AS steps, coalesce(sum(visits) FILTER (WHERE visits > 1), 0) AS loop_steps,
+               max(visits) AS max_visits,
+               sum(rs) FILTER (WHERE visits > 1) / sum(visits) FILTER (WHERE visits > 1) AS loop_reward,
+               sum(rs) FILTER (WHERE visits = 1) / sum(visits) FILTER (WHERE visits = 1) AS other_reward,
+               coalesce(sum(rs) FILTER (WHERE visits > 1), 0) AS loop_sum,
+               coalesce(sum(rq) FILTER (WHERE visits > 1), 0) AS loop_sq,
+               coalesce(sum(rs) FILTER (WHERE visits = 1), 0) AS other_sum,
+               coalesce(sum(rq) FILTER (WHERE visits = 1), 0) AS other_sq
+        FROM v GROUP BY env_index, episode
     """
     rows = ctx.sql(query + " ORDER BY first_global_step, env_index", **params).rows()
     if not rows:
@@ -168,7 +175,8 @@ def state_cycling(
         return
     fields = span_fields(rows, span)
     evidence = ctx.evidence(
-        "SELECT env_index, episode, first_global_step, steps, loop_steps, max_visits, loop_reward, other_reward "
+        "SELECT env_index, episode, first_global_step, steps, loop_steps, max_visits, "
+        "round(loop_reward, 6) AS loop_reward, round(other_reward, 6) AS other_reward "
         f"FROM ({query}) AS ep WHERE first_global_step BETWEEN $step_start AND $step_end "
         "AND loop_steps >= $min_loop_fraction * steps ORDER BY first_global_step, env_index",
         cap=cap, step_start=fields["step_start"], step_end=fields["step_end"],
@@ -198,8 +206,8 @@ def action_repetition(
     share: float = 0.95,
     max_period: int = 4,
     resolution: float = 1e-3,
-    min_episodes: int = 5,
-    min_steps: int = 100,
+    min_episodes: int = 10,
+    min_steps: int = 300,
     cap: int = 50,
 ) -> Iterator[Finding]:
     """A degenerate policy: one action, or one short repeating pattern of actions, for a long stretch of the run.
@@ -261,7 +269,7 @@ def action_repetition(
                            max(global_step) AS last_global_step, count(*) AS steps, {rep}
                     FROM l GROUP BY env_index, episode),
              c AS (SELECT env_index, episode, k, count(*) AS n, any_value(action) AS act FROM a GROUP BY ALL),
-             top AS (SELECT env_index, episode, arg_max(act, n) AS top_action, max(n) AS top_count
+             top AS (SELECT env_index, episode, first(act ORDER BY n DESC, k) AS top_action, max(n) AS top_count
                      FROM c GROUP BY env_index, episode)
         SELECT ep.env_index, ep.episode, ep.first_global_step, ep.last_global_step, ep.steps,
                top.top_action, round(top.top_count / ep.steps, 4) AS top_share,
@@ -316,6 +324,16 @@ def action_repetition(
 
 # -- degenerate-environment ---------------------------------------------------------
 
+def _peers(ctx: Context) -> list[str]:
+    """Other runs in the store of the same environment (id and kwargs) and reward (name and parameters)."""
+    def signature(manifest: Any) -> str:
+        env = manifest.get("env") or {}
+        env = env if isinstance(env, dict) else {"id": env}
+        return json.dumps([env.get("id"), env.get("kwargs"), manifest.get("reward")], sort_keys=True, default=str)
+
+    mine = signature(ctx.manifest)
+    return sorted(rid for rid, run in ctx.runs.items() if rid != ctx.run_id and signature(run.manifest) == mine)
+
 @detector("degenerate-environment", severity="warning", needs=("action", "episodes"))
 def degenerate_environment(
     ctx: Context,
@@ -336,10 +354,11 @@ def degenerate_environment(
         ``min_constant`` constant episodes, its median return is placed on a
         scale from the 10th percentile of all returns (0) to the 90th
         percentile of the returns of varied play (1): the run's non-constant
-        episodes, plus every episode of the reference runs when the audit
-        names some. At ``near`` or above, the constant policy does about as
-        well as the best play seen. Needs at least ``min_other`` episodes of
-        varied play to compare with. The p-value is conformal: the
+        episodes, plus every episode of the other runs in the store with the
+        same environment (id and kwargs) and reward (name and parameters),
+        and of the reference runs when the audit names some. At ``near`` or
+        above, the constant policy does about as well as the best play seen.
+        Needs at least ``min_other`` episodes of varied play to compare with. The p-value is conformal: the
         fraction of varied episodes (plus one) returning at least the
         constant policy's median.
 
@@ -358,11 +377,15 @@ def degenerate_environment(
 
     Not flagged:
         Constant policies that score poorly (always-left in CartPole falls
-        in about 9 steps; always-stay in the career env burns out); runs
-        with fewer than ``min_other`` episodes of varied play (skipped: a
-        constant heuristic alone has nothing to be compared with; give it
-        ``--reference`` runs of a learner on the same environment); runs
-        whose returns never vary.
+        in about 9 steps; always-stay in the career env burns out), also
+        when the run's own varied play is no better (a poor heuristic next to
+        a better run of the same environment in the store); runs with fewer
+        than ``min_other`` episodes of varied play (skipped: a constant
+        heuristic alone has nothing to be compared with; audit it together
+        with a learner's runs, or name them with ``--reference``); runs whose
+        returns never vary. Judged against the runs in the audit: a store
+        holding only a poor policy's runs cannot show that better play
+        exists.
 
     Fix:
         Make the environment or reward demand the observation: add the risk,
@@ -373,12 +396,12 @@ def degenerate_environment(
     """
     key, params, how = key_sql(ctx, "action", resolution, declared=True)
     query = f"""
-        WITH a AS (SELECT env_index, episode, count(DISTINCT k) AS kinds, min(k) AS key,
+        WITH a AS (SELECT env_index, episode, min(k) = max(k) AS same, min(k) AS key,
                           arg_min(action, global_step) AS first_action
                    FROM (SELECT env_index, episode, global_step, action, {key} AS k FROM steps
                          WHERE run_id = $run_id AND action IS NOT NULL) GROUP BY env_index, episode)
         SELECT e.env_index, e.episode, e.first_global_step, e.last_global_step, e.phase, e.length, e.return,
-               a.kinds = 1 AND e.length >= 2 AS constant, CAST(a.key AS VARCHAR) AS key, a.first_action
+               a.same AND e.length >= 2 AS constant, CAST(a.key AS VARCHAR) AS key, a.first_action
         FROM episodes e JOIN a USING (env_index, episode)
         WHERE e.run_id = $run_id AND e.termination <> 'unfinished' AND isfinite(e.return)
     """
@@ -388,17 +411,21 @@ def degenerate_environment(
     others = returns[~constant]
     pool = returns
     ref_note = ""
-    if ctx.reference and not ctx.is_reference:
-        ref = ctx.reference_sql("SELECT return FROM episodes WHERE list_contains($reference, run_id) "
-                                "AND termination <> 'unfinished' AND isfinite(return)").rows()
+    peers = _peers(ctx)
+    if peers or (ctx.reference and not ctx.is_reference):
+        ref = ctx.reference_sql(
+            "SELECT return FROM episodes WHERE (list_contains($reference, run_id) OR list_contains($peers, run_id)) "
+            "AND run_id <> $own AND termination <> 'unfinished' AND isfinite(return)",
+            peers=peers, own=ctx.run_id).rows()
         if ref:
             ref_returns = np.array([r[0] for r in ref], float)
             others = np.concatenate([others, ref_returns])
             pool = np.concatenate([returns, ref_returns])
-            ref_note = f", {len(ref)} of them from the reference runs"
+            ref_note = f", {len(ref)} of them from other runs of this environment and reward"
     if others.size < min_other:
-        ctx.skip(f"needs at least {min_other} finished episodes that use more than one action (here or in the "
-                 f"reference runs) to compare constant play with; found {others.size}")
+        ctx.skip(f"needs at least {min_other} finished episodes that use more than one action (here, in other runs "
+                 f"of the same environment and reward, or in the reference runs) to compare constant play with; "
+                 f"found {others.size}")
     lo, hi = float(np.quantile(pool, 0.1)), float(np.quantile(others, 0.9))
     if not hi > lo:
         return
