@@ -654,30 +654,38 @@ def boundary_exploitation(
             1: "{x} < $highs[{d}] - $tols[{d}] AND {x} >= $highs[{d}] - $bands[{d}]",
             2: "{x} >= $highs[{d}] - $tols[{d}]",
         }
+        params = {"lows": lows, "highs": highs, "tols": tols, "bands": bands}
+        where = f"FROM steps WHERE run_id = $run_id AND {c} IS NOT NULL AND isfinite(reward)"
+        # first pass: how many steps are pinned at each edge (cheap); most runs stop here
+        pinned = [(d, zone) for d in range(1, dims + 1) for zone in (-2, 2) if highs[d - 1] > lows[d - 1]]
+        counts = ctx.sql(
+            "SELECT count(*), " + ", ".join(
+                f"count(*) FILTER (WHERE {zone_sql[z].format(x=f'{c}[{d}]', d=d)})" for d, z in pinned) + " " + where,
+            lows=lows, highs=highs, tols=tols,
+        ).one()
+        total = int(counts[0])
+        candidates = sorted({d for (d, _), n in zip(pinned, counts[1:]) if total and n >= min_share * total})
+        if not candidates:
+            continue
         aggs = []
-        for d in range(1, dims + 1):
+        for d in candidates:
             x = f"{c}[{d}]"
             aggs.append(f"approx_count_distinct({x})")
             for zone in (-2, -1, 1, 2):
                 cond = zone_sql[zone].format(x=x, d=d)
                 aggs += [f"count(*) FILTER (WHERE {cond})", f"avg(reward) FILTER (WHERE {cond})",
                          f"var_samp(reward) FILTER (WHERE {cond})"]
-        stats = ctx.sql(
-            f"SELECT count(*), {', '.join(aggs)} FROM steps "
-            f"WHERE run_id = $run_id AND {c} IS NOT NULL AND isfinite(reward)",
-            lows=lows, highs=highs, tols=tols, bands=bands,
-        ).one()
-        total = int(stats[0])
+        stats = ctx.sql(f"SELECT {', '.join(aggs)} {where}", **params).one()
         by_dim: dict[int, dict[int, tuple]] = {}
         distinct: dict[int, int] = {}
-        pos = 1
-        for d in range(1, dims + 1):
+        pos = 0
+        for d in candidates:
             distinct[d] = int(stats[pos] or 0)
             pos += 1
             for zone in (-2, -1, 1, 2):
                 n, mean, var = stats[pos:pos + 3]
                 pos += 3
-                if n and highs[d - 1] > lows[d - 1]:
+                if n:
                     by_dim.setdefault(d, {})[zone] = (int(n), float(mean), float(var or 0.0))
         for i, zones in sorted(by_dim.items()):
             if distinct[i] < 3:
