@@ -207,7 +207,7 @@ def action_repetition(
     max_period: int = 4,
     resolution: float = 1e-3,
     min_episodes: int = 10,
-    min_steps: int = 300,
+    min_steps: int = 100,
     cap: int = 50,
 ) -> Iterator[Finding]:
     """A degenerate policy: one action, or one short repeating pattern of actions, for a long stretch of the run.
