@@ -140,3 +140,12 @@ def test_degenerate_environment_poor_policy_next_to_a_better_run(tmp_path):
     record_episodes(tmp_path, "good", [LENGTH] * 40, reward=lambda k, t: 1.0 + 0.01 * k,
                     action=lambda k, t: int(a[k, t]))
     assert status(run(tmp_path, "degenerate-environment"), "poor").status == "clean"
+
+
+def test_state_cycling_screen_of_large_runs_keeps_the_finding(tmp_path):
+    planted = PLANTS["state-cycling"].plant(tmp_path)
+    clean = PLANTS["state-cycling"].clean(tmp_path)
+    out = run(tmp_path, "state-cycling", gate_steps=100)  # screen every 8th episode first
+    (f,) = out.findings
+    assert f.run_id == planted.run_id and (f.episode_start, f.episode_end) == (30, EPISODES - 1)
+    assert status(out, clean).status == "clean"
