@@ -149,3 +149,17 @@ def test_state_cycling_screen_of_large_runs_keeps_the_finding(tmp_path):
     (f,) = out.findings
     assert f.run_id == planted.run_id and (f.episode_start, f.episode_end) == (30, EPISODES - 1)
     assert status(out, clean).status == "clean"
+
+
+def test_action_repetition_screen_of_large_runs(tmp_path):
+    a = np.random.default_rng(2).integers(0, 3, (EPISODES, LENGTH))
+    record_episodes(tmp_path, "pattern", [LENGTH] * EPISODES, reward=lambda k, t: 1.0,
+                    action=lambda k, t: (k * LENGTH + t) % 3 if k >= 30 else int(a[k, t]))
+    record_episodes(tmp_path, "stuck", [LENGTH] * EPISODES, reward=lambda k, t: 1.0,
+                    action=lambda k, t: 2 if k >= 30 else int(a[k, t]))
+    out = run(tmp_path, "action-repetition", gate_steps=100)  # screened path for both runs
+    found = {f.run_id: f for f in out.findings}
+    assert "repeating pattern of period 3" in found["pattern"].summary
+    assert (found["stuck"].episode_start, found["stuck"].episode_end) == (30, EPISODES - 1)
+    assert "repeat_1" not in found["stuck"].evidence.columns  # no pattern screened: top-action shares only
+    assert "repeat_1" in found["pattern"].evidence.columns

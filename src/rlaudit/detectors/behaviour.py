@@ -222,6 +222,7 @@ def action_repetition(
     resolution: float = 1e-3,
     min_episodes: int = 10,
     min_steps: int = 100,
+    gate_steps: int = 1_000_000,
     cap: int = 50,
 ) -> Iterator[Finding]:
     """A degenerate policy: one action, or one short repeating pattern of actions, for a long stretch of the run.
@@ -241,7 +242,10 @@ def action_repetition(
         (centred majority of 5) of degenerate episodes with at least
         ``min_episodes`` episodes and ``min_steps`` steps; in a vector-env run
         persistence is judged in each sub-environment's own sequence of
-        episodes, so one stuck sub-env is found among healthy ones.
+        episodes, so one stuck sub-env is found among healthy ones. Runs of
+        more than ``gate_steps`` steps look for patterns only when every 8th
+        episode (chosen by a hash of env_index and episode; lags within the
+        episode) shows one; otherwise the top-action shares alone decide.
 
     Why it matters:
         A policy that does the same thing whatever it observes has stopped
@@ -275,27 +279,38 @@ def action_repetition(
     max_period = max(2, int(max_period))
     lags = ", ".join(f"lag(k, {p}) OVER w AS k{p}" for p in range(1, max_period + 1))
     rep = ", ".join(f"avg(CASE WHEN k = k{p} THEN 1.0 ELSE 0.0 END) AS repeat_{p}" for p in range(1, max_period + 1))
-    query = f"""
+    base = f"""
         WITH a AS (SELECT env_index, episode, global_step, action, {key} AS k
                    FROM steps WHERE run_id = $run_id AND action IS NOT NULL),
+             c AS (SELECT env_index, episode, k, count(*) AS n, min(action) AS act FROM a GROUP BY ALL),
+             top AS (SELECT env_index, episode, first(act ORDER BY n DESC, k) AS top_action, max(n) AS top_count
+                     FROM c GROUP BY env_index, episode),"""
+    query = base + f"""
              l AS (SELECT *, {lags} FROM a WINDOW w AS (PARTITION BY env_index ORDER BY global_step)),
              ep AS (SELECT env_index, episode, min(global_step) AS first_global_step,
                            max(global_step) AS last_global_step, count(*) AS steps, {rep}
-                    FROM l GROUP BY env_index, episode),
-             c AS (SELECT env_index, episode, k, count(*) AS n, any_value(action) AS act FROM a GROUP BY ALL),
-             top AS (SELECT env_index, episode, first(act ORDER BY n DESC, k) AS top_action, max(n) AS top_count
-                     FROM c GROUP BY env_index, episode)
+                    FROM l GROUP BY env_index, episode)
         SELECT ep.env_index, ep.episode, ep.first_global_step, ep.last_global_step, ep.steps,
                top.top_action, round(top.top_count / ep.steps, 4) AS top_share,
                {", ".join(f"round(repeat_{p}, 4) AS repeat_{p}" for p in range(1, max_period + 1))}
         FROM ep JOIN top USING (env_index, episode)
     """
-    rows = ctx.sql(query + " ORDER BY first_global_step, env_index", **params).rows()
-    if not rows:
+    n_steps = ctx.sql("SELECT count(*) FROM steps WHERE run_id = $run_id AND action IS NOT NULL").scalar() or 0
+    if n_steps == 0:
         ctx.skip("needs recorded actions; every action is null")
+    if n_steps > gate_steps and not _pattern_candidates(ctx, key, params, lags, max_period, share):
+        # no repeating pattern in the screened episodes: the top-action shares alone decide (no sort)
+        query = base + """
+             ep AS (SELECT env_index, episode, min(global_step) AS first_global_step,
+                           max(global_step) AS last_global_step, count(*) AS steps FROM a GROUP BY env_index, episode)
+        SELECT ep.env_index, ep.episode, ep.first_global_step, ep.last_global_step, ep.steps,
+               top.top_action, round(top.top_count / ep.steps, 4) AS top_share
+        FROM ep JOIN top USING (env_index, episode)
+    """
+    rows = ctx.sql(query + " ORDER BY first_global_step, env_index", **params).rows()
     steps = np.array([r[4] for r in rows], float)
     top = np.array([r[6] for r in rows], float)
-    reps = np.array([r[7:] for r in rows], float)
+    reps = np.array([r[7:] for r in rows], float) if len(rows[0]) > 7 else np.zeros((len(rows), max_period))
     pattern = (reps[:, 1:].max(axis=1) >= share) & (reps[:, 0] < share)
     flags = (top >= share) | pattern
     span = persistent_span(flags, min_episodes=min_episodes, groups=[r[0] for r in rows])
@@ -334,6 +349,27 @@ def action_repetition(
         expected={"max_share": share, "max_period": max_period},
         **fields,
     )
+
+
+def _pattern_candidates(ctx: Context, key: str, params: dict, lags: str, max_period: int, share: float) -> int:
+    """Screened episodes (every 8th, by hash) that repeat a pattern of period 2..max_period (lags within the episode)."""
+    periods = ", ".join(f"repeat_{p}" for p in range(2, max_period + 1))
+    # steps without a p-th predecessor in the episode are left out (avg ignores NULL)
+    rep = ", ".join(f"avg(CASE WHEN k{p} IS NULL THEN NULL WHEN k = k{p} THEN 1.0 ELSE 0.0 END) AS repeat_{p}"
+                    for p in range(1, max_period + 1))
+    return ctx.sql(
+        f"""
+        SELECT count(*) FROM (
+            SELECT env_index, episode, {rep} FROM (
+                SELECT *, {lags} FROM (
+                    SELECT env_index, episode, global_step, {key} AS k FROM steps
+                    WHERE run_id = $run_id AND action IS NOT NULL AND hash(env_index, episode) % 8 = 0)
+                WINDOW w AS (PARTITION BY env_index, episode ORDER BY global_step))
+            GROUP BY env_index, episode)
+        WHERE greatest({periods}) >= $share AND repeat_1 < $share
+        """,
+        share=share, **params,
+    ).scalar()
 
 
 # -- degenerate-environment ---------------------------------------------------------
