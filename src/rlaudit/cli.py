@@ -40,7 +40,8 @@ def main():
     Typical use:
       rlaudit demo                      train and record the demo runs on the career env
       rlaudit runs runs/                list the runs in a store
-      rlaudit analyze runs/             run the detectors; audit.json; exit status for CI
+      rlaudit analyze runs/             run the detectors; audit.json, report.html; exit status for CI
+      rlaudit report out/audit.json     render the HTML report of an audit (or of a store)
       rlaudit sql runs/ "SELECT ..."    query the steps / episodes / runs / metrics views
       rlaudit recover runs/             finalise runs left behind by a killed process
     """
@@ -232,9 +233,11 @@ def _print_audit(audit, out_path, fail_on: str) -> None:
               help="Progress bar on stderr (default: when stderr is a terminal).")
 @click.option("--reference", "reference", multiple=True, metavar="RUN",
               help="A clean run to learn thresholds from (repeatable); default: each run's own early phase.")
+@click.option("--report/--no-report", "with_report", default=True, show_default=True,
+              help="Also write report.html beside audit.json.")
 def analyze_command(paths, out_dir, presets, detectors, sets, fmt, fail_on, jobs, threads, memory_limit, progress,
-                    reference):
-    """Run the detectors over every run in PATHS; print findings, write audit.json.
+                    reference, with_report):
+    """Run the detectors over every run in PATHS; print findings, write audit.json and report.html.
 
     \b
     Exit status: 0 nothing reached --fail-on; 1 a finding did;
@@ -252,10 +255,17 @@ def analyze_command(paths, out_dir, presets, detectors, sets, fmt, fail_on, jobs
     finally:
         bar.close()
     out_path = audit.write(out_dir)
+    report_path = None
+    if with_report:
+        from rlaudit.reports.html import write_report
+
+        report_path = write_report(audit, out_path.parent)
     if fmt == "json":
         click.echo(audit.to_json(), nl=False)
     else:
         _print_audit(audit, out_path, fail_on)
+        if report_path is not None:
+            click.echo(f"wrote {report_path}")
     sys.exit(audit.exit_code(fail_on))
 
 
@@ -587,12 +597,15 @@ def train_command(ctx, agent, reward, regime, episodes, steps, seed, store, eval
               help="Store folder for the demo runs.")
 @click.option("--quick", is_flag=True, help="One seed and a few episodes per run (seconds, for a smoke test).")
 @click.option("--workers", type=int, default=None, help="Runs recorded in parallel (default: 2, one per core).")
-def demo_command(store, quick, workers):
-    """Train and record the demo set on the career env.
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Where audit.json and report.html go (default: STORE/audit).")
+def demo_command(store, quick, workers, out_dir):
+    """Train and record the demo set on the career env, audit it, write the report.
 
     PPO and DQN (3 seeds), seven heuristic baselines, always_switch in a
     recession, and a reward-hacking DQN paid for salary only (burnout is its
-    auditor column). Runs already in STORE are kept and skipped.
+    auditor column). Runs already in STORE are kept and skipped. Ends with
+    'rlaudit analyze STORE --out STORE/audit' and prints the report's path.
     """
     from rlaudit.agents.demo import demo_protocols, run_demo
 
@@ -616,10 +629,54 @@ def demo_command(store, quick, workers):
         click.echo(f"skipped {run_id}: {reason}")
     click.echo(f"recorded {len(summary.results)} runs into {summary.store}"
                + (f" ({len(summary.skipped)} skipped)" if summary.skipped else ""))
+    from rlaudit.reports.audit import run_audit
+    from rlaudit.reports.html import write_report
+
+    audit = run_audit([str(summary.store)])
+    out = audit.write(out_dir if out_dir is not None else os.path.join(str(summary.store), "audit"))
+    counts = audit.counts()
+    click.echo(f"audit: {counts['critical']} critical, {counts['warning']} warning, {counts['info']} info findings; "
+               f"wrote {out}")
+    click.echo(f"report: {write_report(audit, out.parent)}")
 
 
 # --- report commands ------------------------------------------------------
-# (rlaudit report)
+
+
+@main.command("report")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("-o", "--output", "output", default="report.html", show_default=True,
+              type=click.Path(dir_okay=True), help="The HTML file to write (a directory gets report.html).")
+@click.option("--preset", "presets", multiple=True, help="Detector preset when auditing a store (repeatable).")
+@click.option("--detector", "-d", "detectors", multiple=True, help="Detector when auditing a store (repeatable).")
+@click.option("--set", "sets", multiple=True, metavar="DETECTOR.PARAM=VALUE", help="Threshold override (repeatable).")
+def report_command(paths, output, presets, detectors, sets):
+    """Write the HTML report for PATHS: an audit.json (or a folder holding one), or a store to audit first.
+
+    \b
+    rlaudit report out/audit.json -o review.html     render an existing audit
+    rlaudit report runs/ -o report.html              audit the store, then render
+    The report is one self-contained file: no network, readable offline, printable.
+    """
+    from rlaudit.reports.audit import AUDIT_FILENAME, Audit, run_audit
+    from rlaudit.reports.html import write_report
+
+    audits = [p for p in paths if p.endswith(".json") or os.path.isfile(os.path.join(p, AUDIT_FILENAME))]
+    if audits and len(audits) != len(paths):
+        raise RlauditError("give either one audit.json or store paths, not both; "
+                           f"found the audit {audits[0]} among {len(paths)} paths")
+    if audits:
+        if len(audits) > 1:
+            raise RlauditError(f"expected one audit.json, found {len(audits)}; render them one at a time")
+        audit = Audit.load(audits[0])
+        source = audits[0]
+    else:
+        from rlaudit.detectors.registry import parse_set
+
+        audit = run_audit(paths, presets=presets, detectors=detectors, overrides=parse_set(sets))
+        source = None
+    path = write_report(audit, output, source=source)
+    click.echo(f"wrote {path}")
 
 
 # --- replay and comparison commands ---------------------------------------
