@@ -675,7 +675,11 @@ def report_command(paths, output, presets, detectors, sets):
 
         audit = run_audit(paths, presets=presets, detectors=detectors, overrides=parse_set(sets))
         source = None
-    path = write_report(audit, output, source=source)
+    from rlaudit.reports.suites import find_suites
+
+    # stress.json / bench.json saved beside the audit or in the store add their sections
+    folder = os.path.dirname(audits[0]) if audits and audits[0].endswith(".json") else (audits or paths)[0]
+    path = write_report(audit, output, source=source, suites=find_suites(folder) if os.path.isdir(folder) else None)
     click.echo(f"wrote {path}")
 
 
@@ -710,6 +714,14 @@ def _write_json(path, data) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str, allow_nan=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _suite_report(audit, store):
+    """report.html of a suite's store, with the sections of every suite result saved there."""
+    from rlaudit.reports.html import write_report
+    from rlaudit.reports.suites import find_suites
+
+    return write_report(audit, store, suites=find_suites(store))
 
 
 def _run_progress(total: int, label: str):
@@ -780,7 +792,8 @@ def stress_command(store, only, seeds, quick, episodes, workers):
     out = f"{store}/stress.json"
     _write_json(out, report.to_dict())
     audit_path = audit.write(store)
-    click.echo(f"wrote {out} and {audit_path} ({report.recorded} runs recorded, {report.reused} reused)")
+    html = _suite_report(audit, store)
+    click.echo(f"wrote {out}, {audit_path} and {html} ({report.recorded} runs recorded, {report.reused} reused)")
     sys.exit(1 if any(o.detected is False for o in report.outcomes) else 0)
 
 
@@ -838,7 +851,8 @@ def bench_command(store, agents, rewards, seeds, quick, workers):
     out = f"{store}/bench.json"
     _write_json(out, report.to_dict())
     audit_path = audit.write(store)
-    click.echo(f"\nwrote {out} and {audit_path} ({report.recorded} runs recorded, {report.reused} reused)")
+    html = _suite_report(audit, store)
+    click.echo(f"\nwrote {out}, {audit_path} and {html} ({report.recorded} runs recorded, {report.reused} reused)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -121,15 +121,14 @@ def rank_groups(scores: dict[str, list[float]], *, resamples: int = 20_000, seed
     A group's rank range runs from 1 + the number of groups whose interval lies wholly above its own to
     the number of groups whose interval does not lie wholly below it: overlapping intervals share ranks.
     """
-    from rlaudit.analyzer.statistics import bootstrap_interval, iqm
+    from rlaudit.analyzer.statistics import bootstrap_interval
 
     rows = []
     for name, values in scores.items():
         x = np.asarray(values, dtype=float)
-        point = float(iqm(x))
-        low, high = bootstrap_interval(x, iqm, resamples=resamples, seed=seed)
-        rows.append({"name": name, "n": int(x.size), "iqm": point, "low": float(low), "high": float(high),
-                     "mean": float(x.mean())})
+        interval = bootstrap_interval(x, resamples=resamples, seed=seed)  # IQM, stratified percentile bootstrap
+        rows.append({"name": name, "n": int(x.size), "iqm": interval.value, "low": interval.low,
+                     "high": interval.high, "mean": float(x.mean())})
     for row in rows:
         above = sum(1 for o in rows if o is not row and o["low"] > row["high"])
         not_below = sum(1 for o in rows if o is not row and not (o["high"] < row["low"]))
