@@ -103,3 +103,32 @@ def test_stress_cli_writes_stress_json(tmp_path):
     assert data["format"] == "rlaudit-stress" and data["tests"][0]["id"] == "T0.2"
     assert data["tests"][0]["summary"]["mean_train_return"]["n"] == 2
     assert (tmp_path / "audit.json").exists()
+
+
+def test_bench_quick_matrix_ranks_counts_and_renders(tmp_path):
+    result = CliRunner().invoke(main, ["bench", "--store", str(tmp_path), "--agents", "always_switch,always_stay,random",
+                                       "--rewards", "short_term_v1,sparse_v1", "--seeds", "2", "--quick",
+                                       "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert data["format"] == "rlaudit-bench" and data["agents"] == ["always_switch", "always_stay", "random"]
+    ranking = data["rankings"]["short_term_v1"]
+    assert [r["name"] for r in ranking][0] == "always_switch"  # the optimum of short_term_v1
+    assert all(r["low"] <= r["iqm"] <= r["high"] and r["n"] == 2 for r in ranking)
+    assert set(data["scores"]["sparse_v1"]) == {"always_switch", "always_stay", "random"}
+    html = (tmp_path / "report.html").read_text()
+    assert 'id="bench"' in html and "Benchmark matrix" in html
+    # a second run reuses every recording
+    again = CliRunner().invoke(main, ["bench", "--store", str(tmp_path), "--agents", "always_switch,always_stay,random",
+                                      "--rewards", "short_term_v1,sparse_v1", "--seeds", "2", "--quick"])
+    assert again.exit_code == 0 and "0 runs recorded, 12 reused" in again.output
+
+
+def test_rank_ranges_mark_ties():
+    from rlaudit.agents.bench import rank_groups
+
+    rows = rank_groups({"a": [1.0, 2.0, 3.0], "b": [1.5, 2.5, 3.5], "c": [10.0, 11.0, 12.0]}, resamples=2000)
+    by = {r["name"]: r for r in rows}
+    assert [r["name"] for r in rows] == ["c", "b", "a"]
+    assert (by["c"]["rank_best"], by["c"]["rank_worst"], by["c"]["tie"]) == (1, 1, False)
+    assert (by["a"]["rank_best"], by["a"]["rank_worst"], by["a"]["tie"]) == (2, 3, True)
