@@ -132,3 +132,20 @@ def test_rank_ranges_mark_ties():
     assert [r["name"] for r in rows] == ["c", "b", "a"]
     assert (by["c"]["rank_best"], by["c"]["rank_worst"], by["c"]["tie"]) == (1, 1, False)
     assert (by["a"]["rank_best"], by["a"]["rank_worst"], by["a"]["tie"]) == (2, 3, True)
+
+
+#: Enough training for the failures to occur (the reduced budget of the CI run).
+CI_BUDGET = dataclasses.replace(QUICK_BUDGET, episodes=30, max_steps=200)
+
+
+@pytest.mark.slow
+def test_reduced_stress_run_finds_every_expected_failure(tmp_path):
+    pytest.importorskip("torch")
+    report, audit = run_stress(tmp_path, only=["T1.1", "T3.3", "T4.1"], seeds=1, budget=CI_BUDGET)
+    for outcome in report.outcomes:
+        assert outcome.passed, (outcome.test.id, outcome.per_seed)
+        assert outcome.detected is True, (outcome.test.id, outcome.detections, outcome.other_findings)
+    shift = next(o for o in report.outcomes if o.test.id == "T4.1")
+    (finding,) = [f for f in audit.findings if f.detector == "regime-shift" and f.run_id == "stress-regime-shift-s0"][:1]
+    assert abs(finding.episode_start - CI_BUDGET.episodes) <= 5 + CI_BUDGET.eval_episodes * 2, finding
+    assert shift.per_seed[0]["drop"] > 0
