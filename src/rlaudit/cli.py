@@ -685,7 +685,11 @@ def report_command(paths, output, presets, detectors, sets):
 
         audit = run_audit(paths, presets=presets, detectors=detectors, overrides=parse_set(sets))
         source = None
-    path = write_report(audit, output, source=source)
+    from rlaudit.reports.suites import find_suites
+
+    # stress.json / bench.json saved beside the audit or in the store add their sections
+    folder = os.path.dirname(audits[0]) if audits and audits[0].endswith(".json") else (audits or paths)[0]
+    path = write_report(audit, output, source=source, suites=find_suites(folder) if os.path.isdir(folder) else None)
     click.echo(f"wrote {path}")
 
 
@@ -1084,6 +1088,166 @@ def import_command(kind, source, store, run_id, as_json):
 
 # --- experiment suites ----------------------------------------------------
 # (rlaudit stress, rlaudit bench)
+
+
+def _fmt_interval(summary: dict) -> str:
+    mean, low, high = summary.get("mean"), summary.get("low"), summary.get("high")
+    if mean is None or mean != mean:
+        return "-"
+    if low is None or low != low:
+        return f"{mean:.3g}"
+    return f"{mean:.3g} [{low:.3g}, {high:.3g}]"
+
+
+def _write_json(path, data) -> None:
+    import json
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str, allow_nan=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _suite_report(audit, store):
+    """report.html of a suite's store, with the sections of every suite result saved there."""
+    from rlaudit.reports.html import write_report
+    from rlaudit.reports.suites import find_suites
+
+    return write_report(audit, store, suites=find_suites(store))
+
+
+def _run_progress(total: int, label: str):
+    """A progress bar over recorded runs and the ``on_done`` callback that advances it."""
+    bar = click.progressbar(length=total, label=label, file=sys.stderr, show_eta=False,
+                            item_show_func=lambda item: item or "")
+
+    def on_done(run_id, result, reason):
+        bar.update(1, run_id if reason is None else f"{run_id} (reused)")
+
+    return bar, on_done
+
+
+def _held(passed: bool | None) -> str:
+    return "n/a (1 seed)" if passed is None else ("held" if passed else "did not hold")
+
+
+@main.command("stress")
+@click.option("--store", default="rlaudit-stress", show_default=True, type=click.Path(file_okay=False),
+              help="Store folder; runs already in it are reused (an interrupted suite resumes).")
+@click.option("--only", default="", metavar="T1.1,T3.3,...", help="Run only these tests (comma-separated).")
+@click.option("--seeds", type=int, default=3, show_default=True, help="Seeds per test.")
+@click.option("--quick", is_flag=True, help="A reduced budget (12 episodes of at most 60 steps): a smoke test.")
+@click.option("--episodes", type=int, default=None, help="Training episodes per run (default 50, the reference's).")
+@click.option("--workers", type=int, default=None, help="Runs recorded in parallel (default: 2, one per core).")
+def stress_command(store, only, seeds, quick, episodes, workers):
+    """Run the stress tests T0.1-T8.1, audit their runs, check the expected findings.
+
+    \b
+    Prints a table per test (measurement over seeds with 95% t-intervals,
+    whether the hypothesis held, whether the analyser found the expected
+    failure) and writes STORE/stress.json. docs/stress-tests.md explains
+    each test. Exit status 1 when an expected finding was missed.
+    """
+    import dataclasses
+
+    from rlaudit.agents.stress import DEFAULT_BUDGET, QUICK_BUDGET, run_stress, select_tests, stress_protocols
+    from rlaudit.errors import ConfigError
+
+    budget = QUICK_BUDGET if quick else DEFAULT_BUDGET
+    if episodes is not None:
+        if episodes < 1:
+            raise ConfigError(f"--episodes must be a positive integer; found {episodes}")
+        budget = dataclasses.replace(budget, episodes=episodes)
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    planned = stress_protocols(select_tests(names), seeds, budget)
+    bar, on_done = _run_progress(len(planned), "stress runs")
+    audit_bar = _AnalyzeProgress(sys.stderr.isatty())
+    try:
+        with bar:
+            report, audit = run_stress(store, only=names, seeds=seeds, budget=budget, workers=workers,
+                                       on_done=on_done, audit_progress=audit_bar)
+    finally:
+        audit_bar.close()
+    rows = []
+    for o in report.outcomes:
+        first = True
+        for key, summary in o.summary.items():
+            detected = "-" if o.detected is None else ("yes" if o.detected else "MISSED")
+            rows.append([o.test.id if first else "", o.test.title if first else "", key, _fmt_interval(summary),
+                         _held(o.passed) if first else "", detected if first else ""])
+            first = False
+    _print_table(["test", "title", "measure", f"mean [95% CI] over {seeds} seed(s)", "hypothesis", "finding"], rows)
+    for o in report.outcomes:
+        for label, d in o.detections.items():
+            click.echo(f"{o.test.id}: {label} found on {len(d['found'])}/{len(d['found']) + len(d['missed'])} runs"
+                       + (f"; missed on {', '.join(d['missed'])}" if d["missed"] else ""))
+    out = f"{store}/stress.json"
+    _write_json(out, report.to_dict())
+    audit_path = audit.write(store)
+    html = _suite_report(audit, store)
+    click.echo(f"wrote {out}, {audit_path} and {html} ({report.recorded} runs recorded, {report.reused} reused)")
+    sys.exit(1 if any(o.detected is False for o in report.outcomes) else 0)
+
+
+
+@main.command("bench")
+@click.option("--store", default="rlaudit-bench", show_default=True, type=click.Path(file_okay=False),
+              help="Store folder; runs already in it are reused (an interrupted matrix resumes).")
+@click.option("--agents", default="", metavar="dqn,ppo,...", help="Agents (comma-separated; default: all nine).")
+@click.option("--rewards", default="", metavar="short_term_v1,...", help="Rewards (comma-separated; default: all five).")
+@click.option("--seeds", type=int, default=3, show_default=True, help="Seeds per agent and reward.")
+@click.option("--quick", is_flag=True, help="A reduced budget (6 episodes of at most 50 steps): a smoke test.")
+@click.option("--workers", type=int, default=None, help="Runs recorded in parallel (default: 2, one per core).")
+def bench_command(store, agents, rewards, seeds, quick, workers):
+    """Run the 9 agents x 5 rewards matrix, audit it, rank the agents per reward.
+
+    \b
+    Prints per reward the agents ranked by the IQM of their final
+    evaluation returns with 95% stratified-bootstrap intervals (overlapping
+    intervals share a rank range: a tie), the average per agent and per
+    reward, and failure counts (runs with a finding, per detector); writes
+    STORE/bench.json and STORE/audit.json.
+    """
+    from rlaudit.agents.bench import DEFAULT_BENCH_BUDGET, QUICK_BENCH_BUDGET, bench_protocols, fmt, run_bench
+
+    budget = QUICK_BENCH_BUDGET if quick else DEFAULT_BENCH_BUDGET
+    agent_names = [a.strip() for a in agents.split(",") if a.strip()]
+    reward_names = [r.strip() for r in rewards.split(",") if r.strip()]
+    planned = bench_protocols(agent_names, reward_names, seeds, budget)
+    bar, on_done = _run_progress(len(planned), "bench runs")
+    audit_bar = _AnalyzeProgress(sys.stderr.isatty())
+    try:
+        with bar:
+            report, audit = run_bench(store, agents=agent_names, rewards=reward_names, seeds=seeds, budget=budget,
+                                      workers=workers, on_done=on_done, audit_progress=audit_bar)
+    finally:
+        audit_bar.close()
+    for reward in report.rewards:
+        click.echo(f"\n{reward}")
+        rows = []
+        for row in report.rankings[reward]:
+            rank = str(row["rank_best"]) if not row["tie"] else f"{row['rank_best']}-{row['rank_worst']} (tie)"
+            rows.append([rank, row["name"], f"{fmt(row['iqm'])} [{fmt(row['low'])}, {fmt(row['high'])}]",
+                         fmt(row["mean"]), str(row["n"])])
+        _print_table(["rank", "agent", "IQM [95% CI]", "mean", "seeds"], rows)
+    click.echo("\naverage over rewards")
+    _print_table(["agent", "mean eval return"],
+                 [[a, fmt(v)] for a, v in sorted(report.agent_average.items(), key=lambda kv: -kv[1])])
+    click.echo("\naverage over agents")
+    _print_table(["reward", "mean eval return"], [[r, fmt(v)] for r, v in report.reward_average.items()])
+    detectors = sorted({d for counts in report.failures.values() for d in counts})
+    if detectors:
+        click.echo(f"\nruns with a finding (of {seeds * len(report.rewards)} per agent)")
+        _print_table(["agent", *detectors],
+                     [[a, *[str(report.failures[a].get(d, 0)) for d in detectors]] for a in report.agents])
+    out = f"{store}/bench.json"
+    _write_json(out, report.to_dict())
+    audit_path = audit.write(store)
+    html = _suite_report(audit, store)
+    click.echo(f"\nwrote {out}, {audit_path} and {html} ({report.recorded} runs recorded, {report.reused} reused)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -366,19 +366,23 @@ def _counterfactuals(items) -> dict[str, Any] | None:
     return {"replays": replays, "opes": opes}
 
 
-def render(audit: Audit, *, source: str | None = None) -> str:
-    """The report as one HTML string."""
+def render(audit: Audit, *, source: str | None = None, suites: Mapping[str, Any] | None = None) -> str:
+    """The report as one HTML string; ``suites`` adds the stress-suite and benchmark sections
+    (``{"stress": ..., "bench": ...}``, see :mod:`rlaudit.reports.suites`)."""
+    from rlaudit.reports.suites import suites_view
+
     template = _environment().get_template("report.html.j2")
-    return template.render(**build_context(audit, source=source))
+    return template.render(**build_context(audit, source=source), suites=suites_view(suites))
 
 
-def write_report(audit: Audit, path: str | os.PathLike, *, source: str | None = None) -> Path:
+def write_report(audit: Audit, path: str | os.PathLike, *, source: str | None = None,
+                 suites: Mapping[str, Any] | None = None) -> Path:
     """Write ``report.html`` (atomically); ``path`` may be a directory."""
     path = Path(path)
     if path.is_dir() or not path.suffix:
         path = path / REPORT_FILENAME
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(render(audit, source=source), encoding="utf-8")
+    tmp.write_text(render(audit, source=source, suites=suites), encoding="utf-8")
     os.replace(tmp, path)
     return path
