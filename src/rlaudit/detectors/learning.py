@@ -485,7 +485,7 @@ def performance_collapse(
 # -- sparse-reward-stall ---------------------------------------------------------------
 
 
-@detector("sparse-reward-stall", severity="warning", needs=("episodes",))
+@detector("sparse-reward-stall", severity="warning", needs=("episodes", "reward"))
 def sparse_reward_stall(
     ctx: Context,
     *,
