@@ -43,6 +43,18 @@ def _action_space(ctx: Context) -> dict[str, Any]:
     return action if isinstance(action, dict) else {}
 
 
+def _positions(ser, env_index: np.ndarray, episode: np.ndarray) -> np.ndarray:
+    """Position in ``ser`` of each (env_index, episode); -1 where the series does not hold it."""
+    wanted = np.asarray(env_index, dtype=np.int64) * (1 << 40) + np.asarray(episode, dtype=np.int64)
+    keys = ser.env_index.astype(np.int64) * (1 << 40) + ser.episode.astype(np.int64)
+    if keys.size == 0:
+        return np.full(wanted.size, -1)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    i = np.clip(np.searchsorted(sorted_keys, wanted), 0, keys.size - 1)
+    return np.where(sorted_keys[i] == wanted, order[i], -1)
+
+
 # -- policy-collapse -------------------------------------------------------------
 
 
@@ -123,14 +135,19 @@ def policy_collapse(
             f"SELECT count(*) FROM steps WHERE run_id = $run_id AND {PHASE_FILTER} AND isfinite(entropy)", phase=phase
         ).scalar()
         use_entropy = bool(finite)
+    if discrete and not n_actions:  # a Discrete space inferred from the data: its size is not declared
+        top = ctx.sql("SELECT max(action) FROM steps WHERE run_id = $run_id").scalar()
+        n_actions = int(top) + 1 if top is not None else 0
     if use_entropy:
         t = ctx.sql(
             "SELECT env_index, episode, avg(entropy) AS h FROM steps "
             f"WHERE run_id = $run_id AND {PHASE_FILTER} AND isfinite(entropy) GROUP BY env_index, episode",
             phase=phase,
-        ).rows()
-        by_ep = {(e, k): h for e, k, h in t}
-        h = np.array([by_ep.get((int(e), int(k)), np.nan) for e, k in zip(ser.env_index, ser.episode)])
+        ).arrow()
+        h = np.full(len(ser), np.nan)
+        at = _positions(ser, t.column("env_index").to_numpy(), t.column("episode").to_numpy())
+        ok = at >= 0
+        h[at[ok]] = t.column("h").to_numpy()[ok]
         keep = np.isfinite(h)
         pos = np.flatnonzero(keep)
         h = h[keep]
@@ -150,19 +167,17 @@ def policy_collapse(
         if not discrete:
             ctx.skip("no entropy column, and the action-distribution fallback needs a Discrete action space")
         counts = ctx.sql(
-            f"SELECT env_index, episode, action, count(*) FROM steps WHERE run_id = $run_id AND {PHASE_FILTER} "
+            f"SELECT env_index, episode, action, count(*) AS n FROM steps WHERE run_id = $run_id AND {PHASE_FILTER} "
             "AND action IS NOT NULL GROUP BY ALL",
             phase=phase,
-        ).rows()
-        n_actions = n_actions or (max(int(r[2]) for r in counts) + 1 if counts else 0)
+        ).arrow()
         if n_actions < 2:
             ctx.skip("the action space has a single action: its entropy is always 0")
-        index = {(int(e), int(k)): i for i, (e, k) in enumerate(zip(ser.env_index, ser.episode))}
+        at = _positions(ser, counts.column("env_index").to_numpy(), counts.column("episode").to_numpy())
+        act = counts.column("action").to_numpy()
+        ok = (at >= 0) & (act >= 0) & (act < n_actions)
         hist = np.zeros((len(ser), n_actions))
-        for e, k, a, c in counts:
-            i = index.get((int(e), int(k)))
-            if i is not None and 0 <= int(a) < n_actions:
-                hist[i, int(a)] += c
+        np.add.at(hist, (at[ok], act[ok]), counts.column("n").to_numpy()[ok])
         per = max(1, math.ceil(window_steps / max(1.0, float(np.median(ser.length)))))
         starts = np.arange(0, len(ser), per)
         ends = np.minimum(starts + per - 1, len(ser) - 1)
