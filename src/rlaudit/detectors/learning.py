@@ -9,7 +9,6 @@ import numpy as np
 
 from rlaudit.detectors.changepoint import (
     blocks,
-    bootstrap_p,
     cusum_change,
     rolling_mean,
     rolling_median,
@@ -390,7 +389,7 @@ def performance_collapse(
     *,
     alpha: float = 0.01,
     min_drop: float = 0.3,
-    min_shift: float = 1.0,
+    min_shift: float = 2.0,
     min_segment: int = 5,
     smooth: float = 0.05,
     min_episodes: int = 20,
@@ -406,8 +405,10 @@ def performance_collapse(
         peak and the final level is the best level. A collapse is a single
         mean change in the curve from the start of that stretch to the end
         of the run (offline CUSUM) downwards, whose p-value is below
-        ``alpha`` (autocorrelation-aware: long-run residual scale and a
-        parametric AR(1) bootstrap of the no-change null), whose drop is at
+        ``alpha`` (autocorrelation-aware: long-run residual scale, and a
+        parametric AR(1) bootstrap of the no-change null that repeats the
+        whole search, since starting at the curve's peak makes any later
+        stretch look lower), whose drop is at
         least ``min_shift`` residual standard deviations and at least
         ``min_drop`` of the distance the run had climbed (best level minus
         the lowest smoothed level before it; a run that started at its best
@@ -451,31 +452,19 @@ def performance_collapse(
     yb, size = blocks(ser.ret, max_points)
     n = yb.size
     w = max(3, round(smooth * n))
-    curve = rolling_mean(yb, w)
-    peak = int(np.argmax(curve))
-    final = float(yb[-w:].mean())
-    if peak >= n - w or final >= curve[peak]:
-        return
-    # the stretch at (near) the best level: back from the peak while the curve stays above halfway to the final level
-    half = (curve[peak] + final) / 2.0
-    lo = peak
-    while lo > 0 and curve[lo - 1] >= half:
-        lo -= 1
     min_size = max(2, math.ceil(min_segment / size))
-    change = cusum_change(yb[lo:], min_size)
-    if change is None or change.shift >= 0 or change.p_value >= alpha:
+    found = _collapse(yb, w, min_size, min_shift, min_drop)
+    if found is None:
+        return
+    lo, change, climbed, final = found
+    if change.p_value >= alpha:
+        return
+    p = _collapse_p(change, n, w, min_size, min_shift, min_drop)
+    if p >= alpha:
         return
     onset_block = lo + change.index
     best_level, after_level = change.before, change.after
     drop = best_level - after_level
-    climbed = best_level - float(curve[: lo + 1].min())
-    if drop < min_shift * change.sd or (climbed > 0 and drop < min_drop * climbed):
-        return
-    if final > best_level - 0.5 * drop:
-        return  # recovered by the end of the run
-    p = bootstrap_p(change, n - lo, min_size=min_size)
-    if p >= alpha:
-        return
     onset = onset_block * size
     span = ser.span(onset, len(ser) - 1)
     sd = change.sd
@@ -488,13 +477,64 @@ def performance_collapse(
         score=float(drop / sd) if sd else 1e9,
         evidence=curve_evidence(ctx, phase, int(ser.last_step[-1]), cap=cap),
         p_value=p,
-        p_method=BOOTSTRAP,
+        p_method=BOOTSTRAP_SEARCH,
         **span,
         actual={"best_level": best_level, "level_after": after_level, "final_level": final, "drop": drop,
                 "drop_sd": drop / sd if sd else None, "drop_of_climb": drop / climbed if climbed > 0 else None,
                 "residual_sd": sd, "lag1_autocorrelation": change.phi},
         expected={"min_drop_of_climb": min_drop, "min_shift_sd": min_shift, "alpha": alpha},
     )
+
+
+def _collapse(y: np.ndarray, w: int, min_size: int, min_shift: float, min_drop: float):
+    """(start of the best stretch, the downward change after it, the climb, the final level), or None."""
+    n = y.size
+    curve = rolling_mean(y, w)
+    peak = int(np.argmax(curve))
+    final = float(y[-w:].mean())
+    if peak >= n - w or final >= curve[peak]:
+        return None
+    # the stretch at (near) the best level: back from the peak while the curve stays above halfway to the final level
+    half = (curve[peak] + final) / 2.0
+    lo = peak
+    while lo > 0 and curve[lo - 1] >= half:
+        lo -= 1
+    change = cusum_change(y[lo:], min_size)
+    if change is None or change.shift >= 0:
+        return None
+    drop = change.before - change.after
+    climbed = change.before - float(curve[: lo + 1].min())
+    if drop < min_shift * change.sd or (climbed > 0 and drop < min_drop * climbed):
+        return None
+    if final > change.before - 0.5 * drop:
+        return None  # recovered by the end of the run
+    return lo, change, climbed, final
+
+
+def _collapse_p(change, n: int, w: int, min_size: int, min_shift: float, min_drop: float,
+                resamples: int = 199) -> float:
+    """p-value of a collapse against AR(1) series without one, the search for the peak included.
+
+    Each resample runs the whole procedure of :func:`_collapse` (smoothing,
+    peak, best stretch, CUSUM after it); a resample where it finds nothing
+    scores 0. Choosing the start at the curve's peak makes any later stretch
+    look lower, so the plain CUSUM p-value of the chosen stretch would be
+    too small.
+    """
+    rng = np.random.default_rng(n)
+    e = rng.standard_normal((resamples, n))
+    e[:, 0] /= math.sqrt(max(1e-9, 1.0 - change.phi**2))
+    for t in range(1, n):
+        e[:, t] += change.phi * e[:, t - 1]
+    exceed = 0
+    for row in e:
+        got = _collapse(row, w, min_size, min_shift, min_drop)
+        if got is not None and got[1].statistic >= change.statistic:
+            exceed += 1
+    return (1 + exceed) / (resamples + 1)
+
+
+BOOTSTRAP_SEARCH = "AR(1) parametric bootstrap of the whole peak search and CUSUM (B=199)"
 
 
 # -- sparse-reward-stall ---------------------------------------------------------------
