@@ -8,8 +8,10 @@ from typing import Any, Iterator
 import numpy as np
 
 from rlaudit.detectors.changepoint import (
+    ar1_noise,
     blocks,
     cusum_change,
+    null_phi,
     rolling_mean,
     rolling_median,
     segment,
@@ -521,11 +523,7 @@ def _collapse_p(change, n: int, w: int, min_size: int, min_shift: float, min_dro
     look lower, so the plain CUSUM p-value of the chosen stretch would be
     too small.
     """
-    rng = np.random.default_rng(n)
-    e = rng.standard_normal((resamples, n))
-    e[:, 0] /= math.sqrt(max(1e-9, 1.0 - change.phi**2))
-    for t in range(1, n):
-        e[:, t] += change.phi * e[:, t - 1]
+    e = ar1_noise(null_phi(change.phi, n), resamples, n, seed=n)
     exceed = 0
     for row in e:
         got = _collapse(row, w, min_size, min_shift, min_drop)
