@@ -170,3 +170,15 @@ def test_training_instability_skips_runs_without_metrics(tmp_path):
     record_run(tmp_path, "r", _noisy_rewards(19))
     out = _run(tmp_path, "training-instability")
     assert _status(out, "r").status == "skipped" and "metrics" in _status(out, "r").reason
+
+
+def test_training_instability_a_loss_growing_with_the_returns_is_not_a_blow_up(tmp_path):
+    # PPO's value loss grows with the returns it predicts: 1000x over training, smoothly
+    metrics = [(k * 50 + 49, {"train/value_loss": float(10 ** (3 * k / 59))}) for k in range(60)]
+    record_policy_run(tmp_path, "grows", _noisy_rewards(20), metrics=metrics)
+    jump = [(k * 50 + 49, {"train/value_loss": 1.0 if k < 40 else 500.0}) for k in range(60)]
+    record_policy_run(tmp_path, "jumps", _noisy_rewards(20), metrics=jump)
+    out = _run(tmp_path, "training-instability")
+    assert _status(out, "grows").status == "clean"
+    (f,) = out.findings
+    assert f.run_id == "jumps" and f.episode_start == 40 and f.actual["check"] == "loss"

@@ -639,6 +639,40 @@ def sparse_reward_stall(
 # -- training-instability -------------------------------------------------------------
 
 
+def _blowup(v: np.ndarray, factor: float, need: int) -> tuple[int, int, float] | None:
+    """The first sustained jump of ``v`` above ``factor`` times its level just before: (first, last, level).
+
+    ``v`` is cut into blocks (2% of the updates, at least 5); a block whose
+    median exceeds ``factor`` times the median of the last block that did not
+    is blown, and the level stays frozen while blocks are blown. A slow rise
+    (a value loss growing with the returns) moves the level along with it; a
+    jump does not. Consecutive blown blocks covering at least ``need`` updates
+    are reported, trimmed to the first and last update above the limit.
+    """
+    block = max(5, v.size // 50)
+    nb = v.size // block
+    if nb < 2:
+        return None
+    med = np.median(v[: nb * block].reshape(nb, block), axis=1)
+    ref = med[0]
+    run_start, run_ref = None, ref
+    for b in range(1, nb + 1):
+        hot = b < nb and ref > 0 and med[b] > factor * ref
+        if hot and run_start is None:
+            run_start, run_ref = b, ref
+        if not hot:
+            if run_start is not None and (b - run_start) * block >= need:
+                lo, hi = run_start * block, b * block - 1
+                if b == nb:
+                    hi = v.size - 1
+                above = np.flatnonzero(v[lo : hi + 1] > factor * run_ref) + lo
+                return int(above[0]), int(above[-1]), float(run_ref)
+            run_start = None
+            if b < nb:
+                ref = med[b]
+    return None
+
+
 def _sustained(mask: np.ndarray, need: int) -> tuple[int, int] | None:
     """The first run of True at least ``need`` long."""
     for a, b in true_runs(mask):
@@ -678,8 +712,11 @@ def training_instability(
         - Gradient-norm outliers: updates whose log ``grad_norm`` lies more
           than ``grad_z`` robust standard deviations (MAD) above the median
           of the previous block of ``grad_window`` updates.
-        - Loss blow-up: ``loss`` (or ``value_loss``) above ``loss_blowup``
-          times its median over the warm-up for a run of consecutive updates.
+        - Loss blow-up: ``loss`` (or ``value_loss``) jumps above
+          ``loss_blowup`` times its level just before and stays there for a
+          run of consecutive updates (levels are medians of blocks of 2% of
+          the updates; a loss that rises slowly with the returns moves its
+          level along and is not a blow-up).
 
         "A run of consecutive updates" means at least ``sustained`` of the
         updates and at least ``min_sustained``; the warm-up is the first
@@ -779,17 +816,14 @@ def training_instability(
     loss = metric_series(ctx, metric_names("loss") + metric_names("value_loss"))
     if loss and loss[1].size >= 10:
         name, steps, v = loss
-        w = warm(v.size)
-        base = float(np.median(np.abs(v[:w])))
-        if base > 0:
-            run = _sustained(np.abs(v[w:]) > loss_blowup * base, need_for(v.size))
-            if run:
-                a, b = run[0] + w, run[1] + w
-                checks.append(dict(kind="loss", name=name, steps=steps[a : b + 1], values=v[a : b + 1],
-                                   cond="abs(value) > $limit", limit=loss_blowup * base, lo=steps[a], hi=steps[b],
-                                   text=f"{name} stayed above {loss_blowup:g} × its warm-up median {num(base)} for "
-                                        f"{b - a + 1:,} consecutive updates (median {num(float(np.median(v[a:b + 1])))}); "
-                                        f"expected it to stay within that", score=float(np.median(np.abs(v[a:b + 1])) / base)))
+        blown = _blowup(np.abs(v), loss_blowup, need_for(v.size))
+        if blown:
+            a, b, base = blown
+            checks.append(dict(kind="loss", name=name, steps=steps[a : b + 1], values=v[a : b + 1],
+                               cond="abs(value) > $limit", limit=loss_blowup * base, lo=steps[a], hi=steps[b],
+                               text=f"{name} jumped above {loss_blowup:g} × its preceding level {num(base)} and stayed "
+                                    f"there for {b - a + 1:,} updates (median {num(float(np.median(np.abs(v[a:b + 1]))))}); "
+                                    f"expected no sustained jump of that size", score=float(np.median(np.abs(v[a : b + 1])) / base)))
     for c in checks:
         s0, s1 = int(c.get("lo", c["steps"].min())), int(c.get("hi", c["steps"].max()))
         e0, e1 = episodes_at_steps(ctx, [s0, s1])
