@@ -37,8 +37,9 @@ def value_explosion(
     runaway: float = 10.0,
     over: float = 0.5,
     stall: float = 0.5,
-    min_closing: float = 0.05,
+    min_closing: float = 0.1,
     min_episodes: int = 20,
+    min_stall_episodes: int = 50,
     max_episodes: int = 5000,
     cap: int = 30,
 ) -> Iterator[Finding]:
@@ -66,8 +67,11 @@ def value_explosion(
           (5% of the episodes) stays above ``over`` through the end of the
           run and its autocorrelation-aware 95% interval excludes 0.
         - Value stall: the same relative bias below minus ``stall`` through the
-          end of the run, while the gap closed by less than ``min_closing``
-          of itself between the middle and the last third of the episodes.
+          end of the run, in a run of at least ``min_stall_episodes``
+          compared episodes, while the estimates rose by less than
+          ``min_closing`` of the middle third's gap from the middle to the
+          last third of the episodes (a critic still catching up is not
+          stalled).
 
         Runs with more than ``max_episodes`` training episodes compare every
         k-th episode number (enough for a bias estimate, and one cheap pass).
@@ -256,9 +260,13 @@ def value_explosion(
         if kind == "over" and mean - half <= 0:
             continue
         if kind == "stall":
+            if n < min_stall_episodes:
+                continue
+            # how far the estimates themselves moved towards the returns from the middle to the last third
             third = max(1, n // 3)
-            mid, last = float(rel[third : 2 * third].mean()), float(rel[-third:].mean())
-            closing = (last - mid) / abs(mid) if mid else 0.0
+            gap = float(np.mean(g[third : 2 * third] - v0[third : 2 * third]))
+            rise = float(v0[-third:].mean() - v0[third : 2 * third].mean())
+            closing = rise / gap if gap > 0 else 0.0
             if mean + half >= 0 or closing >= min_closing:
                 continue
         sp = span(i, j)
@@ -279,6 +287,6 @@ def value_explosion(
             actual={"check": kind, "source": source, "relative_bias": mean, "ci_low": mean - half, "ci_high": mean + half,
                     "episodes": int(seg.size), "mean_abs_return": denom},
             expected={"max_relative_bias": over if kind == "over" else -stall, "gamma": gamma, "bound": bound_note,
-                      **({"min_closing": min_closing} if kind == "stall" else {})},
+                      **({"min_closing": min_closing, "closing": closing} if kind == "stall" else {})},
         )
         return
