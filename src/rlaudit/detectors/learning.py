@@ -553,7 +553,10 @@ def sparse_reward_stall(
         Learning runs (the policy version changes, or training metrics
         were logged) whose training reward equals one value (its most
         common value, usually 0) on all but at most ``max_informative`` of
-        the steps, and whose returns did not improve: the mean return of the
+        the steps (when that value is not 0, such as a constant -1 or +1
+        per step, the episode returns must also be equal on all but
+        ``max_informative`` of the episodes: a constant alive bonus informs
+        through the episode length), and whose returns did not improve: the mean return of the
         last third of the training episodes exceeds that of the first third
         by less than ``min_progress`` pooled standard deviations. One finding
         per run, spanning the whole training phase.
@@ -606,6 +609,16 @@ def sparse_reward_stall(
     informative = 1.0 - mode_n / n
     if informative > max_informative:
         return
+    if mode != 0:
+        # a constant non-zero reward (CartPole's +1 alive bonus) informs through the episode length:
+        # sparse only when the returns themselves hardly vary
+        returns, common = ctx.sql(
+            f"SELECT sum(c), max(c) FROM (SELECT count(*) AS c FROM episodes WHERE run_id = $run_id AND {PHASE_FILTER} "
+            "AND termination <> 'unfinished' GROUP BY return)",
+            phase=phase,
+        ).one()
+        if not returns or 1.0 - common / returns > max_informative:
+            return
     third = max(1, len(ser) // 3)
     first, last = ser.ret[:third], ser.ret[-third:]
     pooled = math.sqrt((float(first.var()) + float(last.var())) / 2.0)
