@@ -26,9 +26,10 @@ ALLOWED = {
     "envs": {"rlaudit", "errors"},
     "agents": BASE | {"envs", "recorder"},
     "integrations": BASE | {"recorder"},
+    "suites": BASE | {"agents", "envs", "recorder", "analyzer", "detectors", "reports"},
     "cli": BASE | {"analyzer", "detectors", "reports", "recorder"},
 }
-LAZY_ONLY = {"cli": {"envs", "agents", "integrations"}}  # allowed inside functions only
+LAZY_ONLY = {"cli": {"envs", "agents", "integrations", "suites"}}  # allowed inside functions only
 CORE = {"errors", "schema", "layout", "recorder", "analyzer", "detectors", "reports", "cli"}
 HEAVY = {"torch", "stable_baselines3"}
 OPTIONAL = {"minari", "tensorboard", "jax", "h5py"}  # extras, imported inside the functions that need them

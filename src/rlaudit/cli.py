@@ -1273,7 +1273,7 @@ def stress_command(store, only, seeds, quick, episodes, workers):
     """
     import dataclasses
 
-    from rlaudit.agents.stress import DEFAULT_BUDGET, QUICK_BUDGET, run_stress, select_tests, stress_protocols
+    from rlaudit.suites.stress import DEFAULT_BUDGET, QUICK_BUDGET, run_stress, select_tests, stress_protocols
     from rlaudit.errors import ConfigError
 
     budget = QUICK_BUDGET if quick else DEFAULT_BUDGET
@@ -1331,7 +1331,7 @@ def bench_command(store, agents, rewards, seeds, quick, workers):
     reward, and failure counts (runs with a finding, per detector); writes
     STORE/bench.json and STORE/audit.json.
     """
-    from rlaudit.agents.bench import DEFAULT_BENCH_BUDGET, QUICK_BENCH_BUDGET, bench_protocols, fmt, run_bench
+    from rlaudit.suites.bench import DEFAULT_BENCH_BUDGET, QUICK_BENCH_BUDGET, bench_protocols, fmt, run_bench
 
     budget = QUICK_BENCH_BUDGET if quick else DEFAULT_BENCH_BUDGET
     agent_names = [a.strip() for a in agents.split(",") if a.strip()]

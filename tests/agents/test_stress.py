@@ -11,7 +11,7 @@ from click.testing import CliRunner
 import rlaudit
 from rlaudit.agents.experiments import ExperimentProtocol, run_experiment
 from rlaudit.agents.recording import record_protocols
-from rlaudit.agents.stress import (
+from rlaudit.suites.stress import (
     QUICK_BUDGET,
     TESTS,
     RunData,
@@ -125,7 +125,7 @@ def test_bench_quick_matrix_ranks_counts_and_renders(tmp_path):
 
 
 def test_rank_ranges_mark_ties():
-    from rlaudit.agents.bench import rank_groups
+    from rlaudit.suites.bench import rank_groups
 
     rows = rank_groups({"a": [1.0, 2.0, 3.0], "b": [1.5, 2.5, 3.5], "c": [10.0, 11.0, 12.0]}, resamples=2000)
     by = {r["name"]: r for r in rows}

@@ -329,7 +329,21 @@ class Store(_Queries):
         con = self._con
         files = self.step_files
         schemas = [r.schema for r in self._sources.values() if r.step_files]
-        if files:
+        self._conflicts = conflicting_columns(schemas)
+        if files and self._conflicts:
+            # e.g. Discrete (integer) and Box (list) actions in one store: no common type exists, so
+            # store-wide the column reads as JSON text; each run's scoped view keeps its own type.
+            parts = []
+            for source in self._sources.values():
+                if not source.step_files:
+                    continue
+                run_files = "[" + ", ".join(_literal(f) for f in source.step_files) + "]"
+                mine = [c for c in self._conflicts if c in source.schema.names]
+                replace = (" REPLACE (" + ", ".join(f"CAST(to_json({ident(c)}) AS VARCHAR) AS {ident(c)}" for c in mine)
+                           + ")") if mine else ""
+                parts.append(f"SELECT *{replace} FROM read_parquet({run_files}, union_by_name = true, can_have_nan = true)")
+            con.execute("CREATE VIEW steps AS " + " UNION ALL BY NAME ".join(parts))
+        elif files:
             same = all(s.equals(schemas[0]) for s in schemas[1:])
             file_list = "[" + ", ".join(_literal(f) for f in files) + "]"
             union = "" if same else ", union_by_name = true"
@@ -543,6 +557,8 @@ GROUP BY run_id, env_index, episode"""
                 for name, dtype in self._step_types:
                     if name not in own:
                         cols.append(f"CAST(NULL AS {dtype}) AS {ident(name)}")
+                    elif name in self._conflicts:
+                        cols.append(ident(name))  # no common type with other runs: keep the run's own
                     elif own[name] != dtype:
                         cols.append(f"CAST({ident(name)} AS {dtype}) AS {ident(name)}")
                     else:
@@ -610,6 +626,33 @@ GROUP BY run_id, env_index, episode"""
 
     def __repr__(self) -> str:
         return f"Store({len(self.runs)} runs, {self.total_steps:,} steps, {len(self.problems)} problems)"
+
+
+def _type_kind(t: pa.DataType) -> str | None:
+    """What a column's values are, for telling castable type differences from impossible ones."""
+    if pa.types.is_null(t):
+        return None
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t):
+        return "number"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return f"list<{_type_kind(t.value_type)}>"
+    if pa.types.is_struct(t):
+        return "struct"
+    return str(t)
+
+
+def conflicting_columns(schemas: Sequence[pa.Schema]) -> tuple[str, ...]:
+    """Top-level columns whose values are of different kinds in different runs (a number in one, a list
+    in another): no type holds both."""
+    kinds: dict[str, set[str]] = {}
+    for sch in schemas:
+        for f in sch:
+            kind = _type_kind(f.type)
+            if kind is not None:
+                kinds.setdefault(f.name, set()).add(kind)
+    return tuple(sorted(name for name, k in kinds.items() if len(k) > 1))
 
 
 def _duck_type(t: pa.DataType) -> str:
