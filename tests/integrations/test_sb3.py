@@ -43,6 +43,7 @@ class Oracle(BaseCallback):
         super().__init__()
         self.terminals: list[tuple[int, np.ndarray]] = []
         self.entropies: list[np.ndarray] = []
+        self.q: list[np.ndarray] = []
 
     def _on_step(self) -> bool:
         for k, done in enumerate(self.locals["dones"]):
@@ -52,6 +53,9 @@ class Oracle(BaseCallback):
         if obs_tensor is not None:
             with torch.no_grad():
                 self.entropies.append(self.model.policy.get_distribution(obs_tensor).entropy().numpy())
+        if hasattr(self.model, "q_net"):
+            with torch.no_grad():
+                self.q.append(self.model.q_net(self.model.policy.obs_to_tensor(self.model._last_obs)[0]).numpy())
         return True
 
 
@@ -186,6 +190,9 @@ def test_dqn_single_env(tmp_path):
         "SELECT global_step, action, q, logp, entropy, value FROM steps ORDER BY global_step"
     ).rows()
     assert len(rows) == 1500
+    # Q(s, ·) of the observation each action was chosen from, whether SB3 ran the network (greedy) or not
+    np.testing.assert_allclose(np.array([q for _, _, q, *_ in rows]), np.concatenate(oracle.q), rtol=1e-6)
+    assert 0 < cb._q_reused < 1500
     for gs, action, q, logp, entropy, value in rows:
         assert len(q) == 2 and value == pytest.approx(max(q), rel=1e-6)
         if gs < 300:  # warm-up: SB3 samples uniformly

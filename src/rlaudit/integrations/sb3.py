@@ -312,6 +312,10 @@ class _TrajectoryCallback:
         self._epsilon: float | None = None
         self._eval_envs: list[Any] = []
         self._entropy_fallbacks = 0
+        self._gauss_entropy: tuple[Any, float] | None = None
+        self._q_seen: Any = None
+        self._q_hook: Any = None
+        self._q_reused = 0
 
     # -- what users see ------------------------------------------------------
 
@@ -336,6 +340,9 @@ class _TrajectoryCallback:
         """Finalise the run file; returns its path (None if it could not be written)."""
         _open_callbacks.discard(self)
         self._detach_writer()
+        if self._q_hook is not None:
+            self._q_hook.remove()
+            self._q_hook = None
         rec = self.recorder
         if rec is None:
             return None
@@ -392,7 +399,11 @@ class _TrajectoryCallback:
                 self._problem("step", exc)
         return True
 
+    def _on_rollout_start(self) -> None:
+        self._q_seen = None  # the Q-network may have been trained since
+
     def _on_rollout_end(self) -> None:
+        self._q_seen = None
         rec = self.recorder
         if rec is None:
             return
@@ -443,6 +454,8 @@ class _TrajectoryCallback:
         self.recorder = Recorder(self.store, self._run_id, config=config, **options)
         self._on_policy = hasattr(model, "rollout_buffer")
         self._dqn = hasattr(model, "q_net") and hasattr(model, "exploration_rate")
+        if self._dqn and self.q_values and self.policy_data:
+            self._watch_q_net()
         _open_callbacks.add(self)
 
     def _record_step(self, loc: dict) -> None:
@@ -481,19 +494,16 @@ class _TrajectoryCallback:
         if self._on_policy:
             log_probs = loc.get("log_probs")
             values = loc.get("values")
-            if log_probs is not None:
-                out["logp"] = log_probs.cpu().numpy()
             if values is not None:
                 out["value"] = values.cpu().numpy().reshape(n)
-            if self.entropy and log_probs is not None:
-                ent = self._entropy(loc, log_probs)
-                if ent is not None:
-                    out["entropy"] = ent
+            if log_probs is not None:
+                logp = out["logp"] = log_probs.cpu().numpy()
+                if self.entropy:
+                    ent = self._entropy(loc, log_probs, logp)
+                    if ent is not None:
+                        out["entropy"] = ent
         elif self._dqn and self.q_values:
-            torch = self._torch
-            obs_tensor = model.policy.obs_to_tensor(model._last_obs)[0]
-            with torch.no_grad():
-                q = model.q_net(obs_tensor).cpu().numpy().reshape(n, -1)
+            q = self._q_of_last_obs(n)
             warmup = model.num_timesteps - n < model.learning_starts
             eps = 1.0 if warmup else float(model.exploration_rate)
             actions = np.asarray(loc["actions"]).reshape(n)
@@ -501,32 +511,74 @@ class _TrajectoryCallback:
             out.update(q=q, logp=logp, entropy=entropy, value=value)
         return out
 
-    def _entropy(self, loc: dict, log_probs: Any) -> np.ndarray | None:
+    def _q_of_last_obs(self, n: int) -> np.ndarray:
+        """Q(s, ·) for the observations this step's actions were chosen from.
+
+        A greedy step already ran the Q-network on them (caught by a forward
+        hook; forgotten at rollout boundaries, where SB3 trains the network);
+        exploration and warm-up steps did not, and are computed here.
+        """
+        model = self.model
+        obs = model._last_obs
+        seen, self._q_seen = self._q_seen, None
+        if seen is not None and not isinstance(obs, dict):
+            inputs, output = seen
+            if output.shape[0] == n:
+                shown = inputs.cpu().numpy().reshape(n, -1)
+                if np.array_equal(shown, np.asarray(obs).reshape(n, -1).astype(shown.dtype, copy=False)):
+                    self._q_reused += 1
+                    return output.cpu().numpy().reshape(n, -1)
+        obs_tensor = model.policy.obs_to_tensor(obs)[0]
+        with self._torch.no_grad():
+            q = model.q_net(obs_tensor).cpu().numpy().reshape(n, -1)
+        self._q_seen = None
+        return q
+
+    def _watch_q_net(self) -> None:
+        def hook(module, inputs, output):
+            if not output.requires_grad and inputs and hasattr(inputs[0], "shape"):
+                self._q_seen = (inputs[0], output)
+
+        self._q_seen = None
+        self._q_hook = self.model.q_net.register_forward_hook(hook)
+
+    def _entropy(self, loc: dict, log_probs: Any, logp: np.ndarray) -> np.ndarray | None:
         """Entropy of the acting policy at this step's observations.
 
-        The policy's distribution object still holds this step's distribution
-        (SB3 builds it in place in ``policy(obs)``); that is checked by
-        recomputing the log-probs of the taken actions.  If another callback
-        ran the policy since, the distribution is computed again.
+        SB3 builds the action distribution in place in ``policy(obs)``, so the
+        policy's distribution object still holds this step's: for a
+        categorical policy the entropy comes from its logits in numpy, after
+        checking that they give the recorded log-probs of the taken actions;
+        a diagonal Gaussian's entropy depends only on ``log_std``.  Otherwise
+        (another callback ran the policy since, other distributions) the
+        distribution is computed again from this step's observations.
         """
-        torch = self._torch
         policy = self.model.policy
-        with torch.no_grad():
-            dist = getattr(policy, "action_dist", None)
-            ent = None
-            try:
-                acts = torch.as_tensor(loc["actions"], device=log_probs.device)
-                if dist is not None and torch.allclose(dist.log_prob(acts), log_probs, atol=1e-5):
-                    ent = dist.entropy()
-            except Exception:
-                ent = None
-            if ent is None:
-                self._entropy_fallbacks += 1
-                obs_tensor = loc.get("obs_tensor")
-                if obs_tensor is None:
-                    return None
-                ent = policy.get_distribution(obs_tensor).entropy()
-            return None if ent is None else ent.cpu().numpy()
+        dist = getattr(policy, "action_dist", None)
+        kind = type(dist).__name__
+        try:
+            if kind == "CategoricalDistribution":
+                logits = dist.distribution.logits.cpu().numpy()
+                n = len(logp)
+                actions = np.asarray(loc["actions"]).reshape(-1)
+                if logits.shape[0] == n and np.abs(logits[np.arange(n), actions] - logp).max() <= 1e-5:
+                    p = np.exp(logits)
+                    return -(p * np.where(p > 0, logits, 0.0)).sum(axis=1)
+            elif kind == "DiagGaussianDistribution" and getattr(policy, "log_std", None) is not None:
+                version = getattr(self.model, "_n_updates", None)
+                if self._gauss_entropy is None or self._gauss_entropy[0] != version:
+                    log_std = policy.log_std.detach().cpu().numpy()
+                    self._gauss_entropy = (version, float(np.sum(log_std + 0.5 * (1.0 + math.log(2 * math.pi)))))
+                return np.full(len(logp), self._gauss_entropy[1])
+        except Exception:
+            pass
+        self._entropy_fallbacks += 1
+        obs_tensor = loc.get("obs_tensor")
+        if obs_tensor is None:
+            return None
+        with self._torch.no_grad():
+            ent = policy.get_distribution(obs_tensor).entropy()
+        return None if ent is None else ent.cpu().numpy()
 
     # -- evaluation env ------------------------------------------------------------
 
