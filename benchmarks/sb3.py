@@ -112,7 +112,6 @@ def micro(repeats: int = 2000) -> dict:
         with torch.no_grad():
             actions, values, log_probs = ppo.policy(obs_tensor)
             acts = actions.numpy()
-            dist = ppo.policy.action_dist
 
             logp = log_probs.numpy()
             loc = {"actions": acts, "obs_tensor": obs_tensor}
@@ -134,14 +133,26 @@ def micro(repeats: int = 2000) -> dict:
             out[f"ppo n_envs={n}: entropy from the acting distribution (default)"] = timed(reuse)
             out[f"ppo n_envs={n}: entropy recomputed"] = timed(recompute)
         dqn = DQN("MlpPolicy", venv, seed=SEED, device="cpu")
+        qcb = TrajectoryCallback(out_dir)
+        qcb.model = dqn
+        qcb._watch_q_net()
+        dqn._last_obs = obs
+        greedy_actions = np.zeros(n, np.int64)
 
-        def q_values():
-            t = dqn.policy.obs_to_tensor(obs)[0]
-            with torch.no_grad():
-                q = dqn.q_net(t).numpy().reshape(n, -1)
-            epsilon_greedy(q, np.zeros(n, np.int64), 0.1)
+        def q_recomputed():  # exploration and warm-up steps
+            qcb._q_seen = None
+            epsilon_greedy(qcb._q_of_last_obs(n), greedy_actions, 0.1)
 
-        out[f"dqn n_envs={n}: Q-values + epsilon-greedy log-prob"] = timed(q_values)
+        def q_reused():  # greedy steps: SB3's predict() already ran the network
+            dqn.predict(obs, deterministic=True)
+            epsilon_greedy(qcb._q_of_last_obs(n), greedy_actions, 0.1)
+
+        def predict_only():
+            dqn.predict(obs, deterministic=True)
+
+        out[f"dqn n_envs={n}: SB3 predict() (what SB3 already pays on greedy steps)"] = timed(predict_only)
+        out[f"dqn n_envs={n}: predict() + Q-values from its forward pass (greedy steps)"] = timed(q_reused)
+        out[f"dqn n_envs={n}: Q-values recomputed (exploration and warm-up steps)"] = timed(q_recomputed)
         venv.close()
     shutil.rmtree(out_dir, ignore_errors=True)
     return out
