@@ -165,7 +165,7 @@ def main() -> None:
     ap.add_argument("--n-envs", default="1,8")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--python", default=sys.executable, help="interpreter that can import reward_scope")
-    ap.add_argument("--no-rewardscope", action="store_true")
+    ap.add_argument("--variants", default="bare,rlaudit,rlaudit-steps,rewardscope")
     ap.add_argument("--micro", action="store_true", help="also time the per-step extras in isolation")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json")
@@ -177,12 +177,13 @@ def main() -> None:
     if args.quick:
         args.timesteps, args.reps, args.n_envs = 2048, 1, "1"
 
-    variants = [("bare", sys.executable), ("rlaudit", sys.executable), ("rlaudit-steps", sys.executable)]
-    rs_ok = subprocess.run([args.python, "-c", "import reward_scope"], capture_output=True).returncode == 0
-    if rs_ok and not args.no_rewardscope:
-        variants.append(("rewardscope", args.python))
-    elif not args.no_rewardscope:
-        print(f"reward_scope does not import with {args.python}; its row is left out", file=sys.stderr)
+    wanted = args.variants.split(",")
+    variants = [(v, sys.executable) for v in ("bare", "rlaudit", "rlaudit-steps") if v in wanted]
+    if "rewardscope" in wanted:
+        if subprocess.run([args.python, "-c", "import reward_scope"], capture_output=True).returncode == 0:
+            variants.append(("rewardscope", args.python))
+        else:
+            print(f"reward_scope does not import with {args.python}; its row is left out", file=sys.stderr)
     n_envs_list = [int(x) for x in args.n_envs.split(",")]
     results: list[dict] = []
     for rep in range(args.reps):

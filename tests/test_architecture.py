@@ -1,7 +1,8 @@
 """Dependencies point one way: cli -> reports -> detectors -> analyzer -> schema <- recorder.
 
 The core never imports envs, agents, torch or stable-baselines3; the CLI
-imports the training packages only inside the commands that train.
+imports the training packages only inside the commands that train; the
+integrations import their training library only when they are used.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def test_dependency_direction(path):
         root = module.split(".")[0]
         if package in CORE and root in HEAVY:
             pytest.fail(f"{path.relative_to(SRC)} imports {module}: the core must not import {root}")
-        if package in CORE | {"envs"} and root in HEAVY and top_level:
+        if package in CORE | {"envs", "integrations"} and root in HEAVY and top_level:
             pytest.fail(f"{path.relative_to(SRC)} imports {module} at module level")
         target = _target(module)
         if target is None or target == package:
@@ -87,3 +88,17 @@ def test_dependency_direction(path):
 def test_every_package_is_known():
     packages = {_package(p) for p in MODULES} - {"rlaudit"}
     assert packages <= set(ALLOWED), f"add {packages - set(ALLOWED)} to the dependency rules"
+
+
+def test_importing_the_integrations_loads_no_training_library():
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rlaudit.integrations, rlaudit.integrations.sb3\n"
+        "print(sorted(m for m in ('torch', 'stable_baselines3') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(SRC.parent)}).stdout
+    assert out.strip() == "[]"

@@ -601,7 +601,7 @@ class _TrajectoryCallback:
             rec = self.recorder
             rec.phase = "eval"
             try:
-                rec.global_step = self._next_step
+                rec.global_step = self._base + int(self.model.num_timesteps)  # the training step it ran during
                 if call == "reset":
                     rec.reset_batch(*args, env_offset=offset, **kwargs)
                 else:
