@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 
 import gymnasium as gym
@@ -340,3 +341,49 @@ def test_missing_sb3_is_a_config_error_with_an_install_hint():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "pip install 'rlaudit[sb3]'" in out
+
+
+@pytest.mark.slow
+def test_unclosed_runs_are_finalised_with_what_happened(tmp_path):
+    """An inline callback nobody closes, and a learn() that raised: both files are written at exit."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    script = textwrap.dedent(f"""
+        import gymnasium as gym
+        import torch
+        from stable_baselines3 import PPO
+        from stable_baselines3.common.env_util import make_vec_env
+        from rlaudit.integrations.sb3 import TrajectoryCallback
+
+        torch.set_num_threads(1)
+
+        class Breaks(gym.Wrapper):
+            steps = 0
+            def step(self, action):
+                Breaks.steps += 1
+                if Breaks.steps == 150:
+                    raise RuntimeError("simulator fell over")
+                return self.env.step(action)
+
+        PPO("MlpPolicy", make_vec_env("CartPole-v1", 2), n_steps=32, batch_size=64, n_epochs=1).learn(
+            128, callback=TrajectoryCallback({str(tmp_path)!r}, run_id="inline"))
+        cb = TrajectoryCallback({str(tmp_path)!r}, run_id="broken")
+        try:
+            PPO("MlpPolicy", make_vec_env(lambda: Breaks(gym.make("CartPole-v1")), 1), n_steps=32,
+                batch_size=32, n_epochs=1).learn(1000, callback=cb)
+        except RuntimeError:
+            pass
+    """)
+    src = Path(__file__).resolve().parents[2] / "src"
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True,
+                   env={**os.environ, "PYTHONPATH": str(src)})
+    store = rlaudit.open(tmp_path)
+    runs = {r[0]: r[1:] for r in store.sql("SELECT run_id, status, steps, manifest FROM runs").rows()}
+    assert runs["inline"][:2] == ("complete", 128)
+    assert json.loads(runs["inline"][2])["error"] is None
+    status, steps, manifest = runs["broken"]
+    assert status == "complete" and steps == 149
+    assert json.loads(manifest)["error"].startswith("learn() did not return")

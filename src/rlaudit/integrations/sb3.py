@@ -20,12 +20,13 @@ from __future__ import annotations
 import atexit
 import math
 import os
+import warnings
 import weakref
 from typing import Any, Mapping
 
 import numpy as np
 
-from rlaudit.errors import ConfigError
+from rlaudit.errors import ConfigError, RecorderWarning, RlauditError
 from rlaudit.recorder.core import Recorder
 
 INSTALL_HINT = "pip install 'rlaudit[sb3]'"
@@ -242,7 +243,22 @@ def _numeric(v: Any) -> bool:
 # The callback's logic (mixed into an SB3 BaseCallback when first used)
 # ---------------------------------------------------------------------------
 
-_open_callbacks: "weakref.WeakSet" = weakref.WeakSet()
+LEARN_DID_NOT_RETURN = "learn() did not return (an exception or interrupt ended training)"
+
+
+def _finish(recorder: Recorder, state: dict) -> Any:
+    """Close a callback's run left open: when the callback is collected, or at process exit."""
+    return recorder.close(error=LEARN_DID_NOT_RETURN if state["training"] else None)
+
+
+_live_callbacks: "weakref.WeakSet" = weakref.WeakSet()
+
+
+@atexit.register  # registered after the recorder's own exit hook, so it runs before it
+def _close_live_callbacks() -> None:
+    for cb in list(_live_callbacks):
+        if cb._finalizer is not None:
+            cb._finalizer()
 
 
 class _TrajectoryCallback:
@@ -303,7 +319,8 @@ class _TrajectoryCallback:
         self._n = 0
         self._base = 0  # global_step - num_timesteps (non-zero after learn(reset_num_timesteps=True))
         self._next_step = 0  # global_step of the next training step
-        self._training = False
+        self._state = {"training": False}  # shared with the finaliser
+        self._finalizer: Any = None
         self._started = False
         self._last_new_obs: Any = None  # SB3's _last_obs after our last step: learn() continued without a reset
         self._writer: Any = None
@@ -338,7 +355,6 @@ class _TrajectoryCallback:
 
     def close(self, error: str | None = None):
         """Finalise the run file; returns its path (None if it could not be written)."""
-        _open_callbacks.discard(self)
         self._detach_writer()
         if self._q_hook is not None:
             self._q_hook.remove()
@@ -346,6 +362,8 @@ class _TrajectoryCallback:
         rec = self.recorder
         if rec is None:
             return None
+        if self._finalizer is not None:
+            self._finalizer.detach()
         return rec.close(error=error)
 
     def __enter__(self):
@@ -360,13 +378,13 @@ class _TrajectoryCallback:
         try:
             if self.recorder is None:
                 self._create_recorder()
-        except ConfigError:
-            raise  # bad options: said before training starts
+        except RlauditError:
+            raise  # bad options, a run id that exists: said before training starts
         except Exception as exc:
             self._problem("setup", exc)
 
     def _on_training_start(self) -> None:
-        self._training = True
+        self._state["training"] = True
         rec = self.recorder
         if rec is None:
             return
@@ -416,7 +434,7 @@ class _TrajectoryCallback:
             self._problem("rollout end", exc)
 
     def _on_training_end(self) -> None:
-        self._training = False
+        self._state["training"] = False
         rec = self.recorder
         if rec is None:
             return
@@ -456,7 +474,9 @@ class _TrajectoryCallback:
         self._dqn = hasattr(model, "q_net") and hasattr(model, "exploration_rate")
         if self._dqn and self.q_values and self.policy_data:
             self._watch_q_net()
-        _open_callbacks.add(self)
+        # closes the run if the callback is dropped unclosed, or at exit
+        self._finalizer = weakref.finalize(self, _finish, self.recorder, self._state)
+        _live_callbacks.add(self)
 
     def _record_step(self, loc: dict) -> None:
         n = self._n
@@ -647,19 +667,11 @@ class _TrajectoryCallback:
     def _problem(self, where: str, exc: BaseException) -> None:
         """Count an error of the recording path; training goes on."""
         rec = self.recorder
+        reason = f"TrajectoryCallback {where}: {type(exc).__name__}: {exc}"
         if rec is not None:
-            rec._drop(f"TrajectoryCallback {where}: {type(exc).__name__}: {exc}")
-
-
-def _close_open_callbacks() -> None:
-    for cb in list(_open_callbacks):
-        try:
-            cb.close(error="learn() did not return (an exception or interrupt ended training)" if cb._training else None)
-        except Exception:
-            pass
-
-
-atexit.register(_close_open_callbacks)  # runs before the recorder's own exit hook
+            rec._drop(reason)
+        else:
+            warnings.warn(f"rlaudit: nothing is recorded ({reason})", RecorderWarning, stacklevel=2)
 
 
 class _RecordEvalVecEnv:
