@@ -13,8 +13,9 @@ PPO ``MlpPolicy`` on CartPole-v1 with SB3's default hyper-parameters,
 Every (variant, n_envs, repetition) runs in a fresh subprocess and the
 variants are interleaved (ABCD ABCD ...) so drifting machine load hits them
 alike.  Reported: median seconds per variant and the overhead over the
-median of ``bare`` in the same run, plus the CPU time other processes used
-while each run was timed (``foreign cores``).  ``--micro`` also times the
+median of ``bare`` in the same run, the same for the process's CPU time
+(robust when other jobs load the machine: the callback's cost is CPU), and
+the CPU other processes used while each run was timed (``foreign cores``).  ``--micro`` also times the
 per-step extras in isolation (entropy from the acting distribution vs. a
 recomputation, DQN Q-values).
 
@@ -78,7 +79,8 @@ def run_child(variant: str, n_envs: int, timesteps: int) -> dict:
 
             steps = rlaudit.open(out).total_steps
         venv.close()
-        return {"variant": variant, "n_envs": n_envs, "seconds": wall, "foreign_cores": round(foreign, 2),
+        return {"variant": variant, "n_envs": n_envs, "seconds": wall, "cpu_seconds": own,
+                "foreign_cores": round(foreign, 2),
                 "recorded_steps": steps, "num_timesteps": int(model.num_timesteps)}
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -198,7 +200,8 @@ def main() -> None:
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
                 r["rep"] = rep
                 results.append(r)
-                print(f"rep {rep + 1}: n_envs={n} {variant:14s} {r['seconds']:7.2f} s  foreign cores {r['foreign_cores']}",
+                print(f"rep {rep + 1}: n_envs={n} {variant:14s} {r['seconds']:7.2f} s  (CPU {r['cpu_seconds']:6.2f} s)  "
+                      f"foreign cores {r['foreign_cores']}",
                       file=sys.stderr, flush=True)
     print(summarise(results, n_envs_list, [v for v, _ in variants], args.timesteps))
     extra = micro() if args.micro else None
@@ -213,20 +216,23 @@ def main() -> None:
 
 def summarise(results: list[dict], n_envs_list: list[int], variants: list[str], timesteps: int) -> str:
     lines = [f"PPO CartPole-v1, {timesteps} timesteps, SB3 defaults, 1 torch thread",
-             "", "| n_envs | variant | runs (s) | median s | overhead vs bare | median foreign cores |",
-             "|---|---|---|---|---|---|"]
+             "", "| n_envs | variant | runs (s) | median s | overhead vs bare | median CPU s | CPU overhead | median foreign cores |",
+             "|---|---|---|---|---|---|---|---|"]
     for n in n_envs_list:
-        base_rows = [r["seconds"] for r in results if r["n_envs"] == n and r["variant"] == "bare"]
-        base = statistics.median(base_rows) if base_rows else None
+        base_rows = [r for r in results if r["n_envs"] == n and r["variant"] == "bare"]
+        base = statistics.median(r["seconds"] for r in base_rows) if base_rows else None
+        base_cpu = statistics.median(r["cpu_seconds"] for r in base_rows) if base_rows else None
         for v in variants:
             rows = [r for r in results if r["n_envs"] == n and r["variant"] == v]
             if not rows:
                 continue
             med = statistics.median(r["seconds"] for r in rows)
+            cpu = statistics.median(r["cpu_seconds"] for r in rows)
             over = "—" if v == "bare" or base is None else f"{(med / base - 1) * 100:+.1f} %"
+            cpu_over = "—" if v == "bare" or base_cpu is None else f"{(cpu / base_cpu - 1) * 100:+.1f} %"
             runs = " / ".join(f"{r['seconds']:.1f}" for r in rows)
             foreign = statistics.median(r["foreign_cores"] for r in rows)
-            lines.append(f"| {n} | {v} | {runs} | {med:.2f} | {over} | {foreign:.2f} |")
+            lines.append(f"| {n} | {v} | {runs} | {med:.2f} | {over} | {cpu:.2f} | {cpu_over} | {foreign:.2f} |")
     return "\n".join(lines)
 
 
