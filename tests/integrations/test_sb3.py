@@ -387,3 +387,8 @@ def test_unclosed_runs_are_finalised_with_what_happened(tmp_path):
     status, steps, manifest = runs["broken"]
     assert status == "complete" and steps == 149
     assert json.loads(manifest)["error"].startswith("learn() did not return")
+
+
+def test_a_mistyped_option_is_said_at_once(tmp_path):
+    with pytest.raises(rlaudit.errors.ConfigError, match="did you mean 'flush_steps'"):
+        TrajectoryCallback(tmp_path, flush_step=100)

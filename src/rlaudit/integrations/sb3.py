@@ -18,6 +18,7 @@ the run manifest's ``dropped``.
 from __future__ import annotations
 
 import atexit
+import inspect
 import math
 import os
 import warnings
@@ -26,7 +27,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from rlaudit.errors import ConfigError, RecorderWarning, RlauditError
+from rlaudit.errors import ConfigError, RecorderWarning, RlauditError, unknown_name
 from rlaudit.recorder.core import Recorder
 
 INSTALL_HINT = "pip install 'rlaudit[sb3]'"
@@ -306,6 +307,12 @@ class _TrajectoryCallback:
     ):
         super().__init__(verbose=verbose)
         import torch
+
+        recorder_options = [p for p in inspect.signature(Recorder.__init__).parameters if p not in ("self", "store", "run_id")]
+        for name in options:
+            if name not in recorder_options:
+                raise unknown_name("TrajectoryCallback option", name,
+                                   ["policy_data", "entropy", "q_values", "logger_metrics", "verbose", *recorder_options])
 
         self._torch = torch
         self.store = store
