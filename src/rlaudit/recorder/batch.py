@@ -238,7 +238,9 @@ class BatchRecording:
                 self._terms.setdefault(str(name), Sparse()).extend(row_ids, vals.tolist())
             for name, vals in (("logp", logp), ("entropy", entropy), ("value", value), ("policy_version", policy_version)):
                 if vals is not None:
-                    arr = np.broadcast_to(np.asarray(vals, dtype=np.int64 if name == "policy_version" else np.float64).ravel(), (n,))
+                    arr = np.asarray(vals, dtype=np.int64 if name == "policy_version" else np.float64).ravel()
+                    if arr.shape[0] != n:  # one value for every sub-env
+                        arr = np.broadcast_to(arr, (n,))
                     self._policy.setdefault(name, Sparse()).extend(row_ids, arr[sel].tolist())
             if q is not None:
                 self._q.extend(row_ids, list(np.asarray(q, dtype=np.float32).reshape(n, -1)[sel]))
