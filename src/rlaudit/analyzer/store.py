@@ -150,11 +150,31 @@ class Run:
     schema: pa.Schema = field(repr=False, compare=False)
 
     def has(self, column: str) -> bool:
-        """True when the run stores ``column`` (``"info.burnout"`` for a struct field)."""
+        """True when the run stores ``column`` (``"info.burnout"`` for a struct field).
+
+        An episode-level run (imported from episode summaries) has no step
+        columns: its rows stand for whole episodes, see :attr:`episode_level`.
+        """
+        if self.episode_level is not None:
+            return False
         if "." in column:
             top, _, sub = column.partition(".")
             return sub in self.struct_fields.get(top, ())
         return column in self.columns
+
+    @property
+    def episode_level(self) -> str | None:
+        """Why the run holds one row per episode instead of one per step (None for step-level runs).
+
+        Declared by importers in the manifest key ``episode_level``; each row
+        then stands for one episode: ``reward`` is its return, ``t`` its last
+        step, ``global_step`` the run's step count at that last step.
+        """
+        declared = self.manifest.get("episode_level")
+        if not declared:
+            return None
+        reason = declared.get("reason") if isinstance(declared, dict) else None
+        return reason if isinstance(reason, str) and reason else "the run holds episode-level data only"
 
     @property
     def gamma(self) -> float | None:
@@ -359,7 +379,7 @@ class Store(_Queries):
             )
             terms = f"struct_pack({packed}) AS term_returns,\n"
         seed = "min(reset_seed)" if "reset_seed" in self._step_columns else "CAST(NULL AS BIGINT)"
-        return f"""
+        steps_sql = f"""
 SELECT run_id, env_index, episode,
   any_value(phase) AS phase,
   count(*) AS length,
@@ -372,7 +392,39 @@ SELECT run_id, env_index, episode,
   {seed} AS reset_seed,
   min(global_step) AS first_global_step,
   max(global_step) AS last_global_step
+FROM steps"""
+        summarised = sorted(rid for rid, run in self.runs.items() if run.episode_level is not None)
+        if not summarised:
+            return steps_sql + "\nGROUP BY run_id, env_index, episode"
+        # Episode-level runs (imports of episode summaries): a row per episode whose t is
+        # the episode's last step and whose reward is its return; termination is unknown.
+        # In a vector run global_step grows by num_envs per step of one sub-env.
+        ids = ", ".join(_literal(rid) for rid in summarised)
+        widths = {rid: _to_int(self.runs[rid].manifest.get("num_envs")) or 1 for rid in summarised}
+        width = "1"
+        if any(w > 1 for w in widths.values()):
+            width = "CASE run_id " + " ".join(
+                f"WHEN {_literal(rid)} THEN {w}" for rid, w in sorted(widths.items()) if w > 1) + " ELSE 1 END"
+        null_terms = ""
+        if self._term_fields:
+            null_terms = "struct_pack(" + ", ".join(
+                f"{ident(n)} := CAST(NULL AS DOUBLE)" for n in self._term_fields) + ") AS term_returns,\n"
+        return f"""{steps_sql}
+WHERE run_id NOT IN ({ids})
+GROUP BY run_id, env_index, episode
+UNION ALL BY NAME
+SELECT run_id, env_index, episode,
+  any_value(phase) AS phase,
+  max(t) + 1 AS length,
+  sum(reward) AS return,
+  {null_terms}  CAST(NULL AS BOOLEAN) AS terminated,
+  CAST(NULL AS BOOLEAN) AS truncated,
+  'unknown' AS termination,
+  {seed} AS reset_seed,
+  min(global_step - t * {width}) AS first_global_step,
+  max(global_step) AS last_global_step
 FROM steps
+WHERE run_id IN ({ids})
 GROUP BY run_id, env_index, episode"""
 
     def _runs_table(self) -> pa.Table:

@@ -38,6 +38,11 @@ SCOPES = ("run", "store")
 BUILTIN_MODULES = (
     "rlaudit.detectors.numeric",
     "rlaudit.detectors.reward",
+    "rlaudit.detectors.hacking",
+    "rlaudit.detectors.behaviour",
+    "rlaudit.detectors.learning",
+    "rlaudit.detectors.values",
+    "rlaudit.detectors.reproducibility",
 )
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")

@@ -1,8 +1,11 @@
-"""Front-ends that attach the recorder to other training libraries.
+"""Bridges to other tools: importers of other trajectory formats, and training-library callbacks.
 
-``rlaudit.integrations.sb3.TrajectoryCallback`` records Stable-Baselines3
-training.  The training libraries are optional extras, imported only when an
-integration is used.
+Integrations may use the recorder, the schema and the store layout; they never
+import the analyser, detectors, reports or the CLI. Optional packages
+(minari, tensorboard, stable-baselines3) are imported inside the functions
+that need them, with an install hint when they are missing.
+
+``rlaudit.integrations.sb3.TrajectoryCallback`` records Stable-Baselines3 training.
 """
 
 from __future__ import annotations
