@@ -1,7 +1,8 @@
 """Dependencies point one way: cli -> reports -> detectors -> analyzer -> schema <- recorder.
 
 The core never imports envs, agents, torch or stable-baselines3; the CLI
-imports the training packages only inside the commands that train.
+imports the training packages only inside the commands that train; the
+integrations import their training library only when they are used.
 """
 
 from __future__ import annotations
@@ -93,3 +94,17 @@ def test_dependency_direction(path):
 def test_every_package_is_known():
     packages = {_package(p) for p in MODULES} - {"rlaudit"}
     assert packages <= set(ALLOWED), f"add {packages - set(ALLOWED)} to the dependency rules"
+
+
+def test_importing_the_integrations_loads_no_training_library():
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rlaudit.integrations, rlaudit.integrations.sb3\n"
+        "print(sorted(m for m in ('torch', 'stable_baselines3') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(SRC.parent)}).stdout
+    assert out.strip() == "[]"

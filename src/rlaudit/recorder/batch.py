@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from rlaudit.errors import ConfigError
-from rlaudit.recorder.columns import Sparse, make_column, normalise, snapshot
+from rlaudit.recorder.columns import Sparse, make_column, normalise, shift, snapshot
 
 AUTORESET_MODES = ("next_step", "same_step", "disabled")
 
@@ -68,17 +68,22 @@ class BatchRecording:
 
     _batch: _BatchState | None = None
 
-    def reset_batch(self, obs: Any, *, seeds: Any = None, infos: Mapping | None = None, mask: Any = None) -> None:
+    def reset_batch(
+        self, obs: Any, *, seeds: Any = None, infos: Mapping | None = None, mask: Any = None, env_offset: int = 0
+    ) -> None:
         """Start new episodes for the sub-envs in ``mask`` (default: all).
 
         ``seeds``: one int (sub-env ``k`` gets ``seeds + k``, as Gymnasium
-        does) or one seed (or None) per sub-env.
+        does) or one seed (or None) per sub-env.  ``env_offset``: the
+        ``env_index`` of the batch's first sub-env, so that a second vector
+        env (an evaluation env) can share the recorder with indices after the
+        first one's.
         """
         if self._closed:
             self._drop("reset after close")
             return
         try:
-            self._reset_batch(obs, seeds, mask)
+            self._reset_batch(obs, seeds, mask, env_offset)
         except Exception as exc:
             self._drop(f"reset_batch: {type(exc).__name__}: {exc}")
 
@@ -100,15 +105,16 @@ class BatchRecording:
             self._staging = staging
         return b
 
-    def _reset_batch(self, obs, seeds, mask) -> None:
+    def _reset_batch(self, obs, seeds, mask, offset: int = 0) -> None:
         n = _batch_size(obs)
         if self._obs_spec is None and not self._ensure_obs_spec(_item(obs, 0)):
             return
-        b = self._batch_state(n)
+        b = self._batch_state(offset + n)
         if b is None:
             return
-        rows = np.arange(n) if mask is None else np.flatnonzero(np.asarray(mask, dtype=bool))
-        self._staging.put_rows(rows, obs)
+        local = np.arange(n) if mask is None else np.flatnonzero(np.asarray(mask, dtype=bool))
+        self._staging.put_rows(local, obs, offset)
+        rows = local + offset
         b.episode[rows] += 1
         b.t[rows] = 0
         b.done[rows] = False
@@ -118,10 +124,10 @@ class BatchRecording:
                 seed_list = [int(seeds) + k for k in range(n)]
             else:
                 seed_list = list(seeds)
-            for e in rows:
+            for e in local:
                 if seed_list[e] is not None:
-                    b.seed[e] = int(seed_list[e])
-                    b.seeded[e] = True
+                    b.seed[offset + e] = int(seed_list[e])
+                    b.seeded[offset + e] = True
 
     def step_batch(
         self,
@@ -140,6 +146,7 @@ class BatchRecording:
         q: Any = None,
         policy_version: Any = None,
         reward_terms: Mapping[str, Any] | None = None,
+        env_offset: int = 0,
     ) -> None:
         """Record one step of a vector env (arguments in ``envs.step`` order).
 
@@ -150,6 +157,7 @@ class BatchRecording:
         from ``final_obs`` (or ``infos["final_obs"]``); with ``"disabled"``
         finished sub-envs must be reset with ``reset_batch(..., mask=...)``.
         Policy data are arrays with one entry per sub-env (``q``: one row).
+        ``env_offset`` as in :meth:`reset_batch`.
         """
         if self._closed:
             self._drop("step after close")
@@ -158,30 +166,34 @@ class BatchRecording:
             raise ConfigError(f"autoreset_mode must be one of {', '.join(AUTORESET_MODES)}, got {autoreset_mode!r}")
         try:
             self._step_batch(actions, next_obs, rewards, terminations, truncations, infos, autoreset_mode,
-                             final_obs, logp, entropy, value, q, policy_version, reward_terms)
+                             final_obs, logp, entropy, value, q, policy_version, reward_terms, env_offset)
         except Exception as exc:
             self._drop(f"step_batch: {type(exc).__name__}: {exc}")
 
     def _step_batch(self, actions, next_obs, rewards, terminations, truncations, infos, autoreset_mode,
-                    final_obs, logp, entropy, value, q, policy_version, reward_terms) -> None:
+                    final_obs, logp, entropy, value, q, policy_version, reward_terms, offset=0) -> None:
         rewards = np.asarray(rewards, dtype=np.float64).ravel()
         terminations = np.asarray(terminations, dtype=bool).ravel()
         truncations = np.asarray(truncations, dtype=bool).ravel()
         n = len(rewards)
         b = self._batch
-        if b is None or len(b) < n or b.episode[:n].min() < 0:
+        end = offset + n
+        if b is None or len(b) < end or b.episode[offset:end].min() < 0:
             if not self._envs:
                 self._drop("step_batch without reset_batch before it: first observations unknown")
-                self._reset_batch(next_obs, None, None)
+                self._reset_batch(next_obs, None, None, offset)
             else:
-                self._batch_state(n)  # counts the mixed use
+                self._batch_state(end)  # counts the mixed use
             self.global_step += n
             return
         if not self._capacity:
             if self._act_spec is None:
                 self._act_spec = self._infer_action_spec(_item(actions, 0))
             self._allocate(min_rows=n)
-        was_done = b.done[:n].copy()
+        # this batch's sub-envs' counters (views: updates reach the state)
+        b_episode, b_t, b_done = b.episode[offset:end], b.t[offset:end], b.done[offset:end]
+        b_seed, b_seeded = b.seed[offset:end], b.seeded[offset:end]
+        was_done = b_done.copy()
         any_was_done = was_done.any()
         if any_was_done:
             if autoreset_mode == "disabled":
@@ -201,23 +213,23 @@ class BatchRecording:
         now = time.perf_counter()
         if k:
             sl = slice(i, i + k)
-            self._obs.gather(i, self._staging, sel)
+            self._obs.gather(i, self._staging, shift(sel, offset))
             self._action.set_rows(i, actions, sel)
             f = self._fields
-            f["env_index"][sl] = np.arange(n)[sel]
-            f["episode"][sl] = b.episode[sel]
-            f["t"][sl] = b.t[sel]
+            f["env_index"][sl] = np.arange(offset, end)[sel]
+            f["episode"][sl] = b_episode[sel]
+            f["t"][sl] = b_t[sel]
             f["global_step"][sl] = self.global_step
             f["phase"][sl] = self._phase_code
             f["wall_time"][sl] = now - self._t0
             f["reward"][sl] = rewards[sel]
             f["terminated"][sl] = terminations[sel]
             f["truncated"][sl] = truncations[sel]
-            if b.seeded[:n].any():
-                seeded = np.flatnonzero(b.seeded[:n][sel])
+            if b_seeded.any():
+                seeded = np.flatnonzero(b_seeded[sel])
                 envs = seeded if idx is None else idx[seeded]
-                self._reset_seed.extend((i + seeded).tolist(), b.seed[envs].tolist())
-                b.seeded[envs] = False
+                self._reset_seed.extend((i + seeded).tolist(), b_seed[envs].tolist())
+                b_seeded[envs] = False
             row_ids = range(i, i + k)
             if infos:
                 self._add_batch_info(i, sel, infos)
@@ -226,7 +238,9 @@ class BatchRecording:
                 self._terms.setdefault(str(name), Sparse()).extend(row_ids, vals.tolist())
             for name, vals in (("logp", logp), ("entropy", entropy), ("value", value), ("policy_version", policy_version)):
                 if vals is not None:
-                    arr = np.broadcast_to(np.asarray(vals, dtype=np.int64 if name == "policy_version" else np.float64).ravel(), (n,))
+                    arr = np.asarray(vals, dtype=np.int64 if name == "policy_version" else np.float64).ravel()
+                    if arr.shape[0] != n:  # one value for every sub-env
+                        arr = np.broadcast_to(arr, (n,))
                     self._policy.setdefault(name, Sparse()).extend(row_ids, arr[sel].tolist())
             if q is not None:
                 self._q.extend(row_ids, list(np.asarray(q, dtype=np.float32).reshape(n, -1)[sel]))
@@ -244,30 +258,30 @@ class BatchRecording:
                             self._final_obs.add(i + int(p), snapshot(_item(source, e)))
                     self._episodes_done += len(ended)
             self._n = i + k
-            b.t[:n][sel] += 1
+            b_t[sel] += 1
         self.global_step += n
 
         # per sub-env state, and the observations of the next call
         if not any_done and not any_was_done:
-            self._staging.put_rows(slice(0, n), next_obs)
+            self._staging.put_rows(slice(0, n), next_obs, offset)
         else:
             active = ~was_done
             finished = active & done
             if autoreset_mode == "same_step":  # next_obs already holds the reset observation
-                b.episode[:n][finished] += 1
-                b.t[:n][finished] = 0
+                b_episode[finished] += 1
+                b_t[finished] = 0
                 stage = np.flatnonzero(active)
             else:
-                b.done[:n] |= finished
+                b_done |= finished
                 if autoreset_mode == "next_step":  # this call was the reset of the sub-envs done before
-                    b.episode[:n][was_done] += 1
-                    b.t[:n][was_done] = 0
-                    b.done[:n][was_done] = False
+                    b_episode[was_done] += 1
+                    b_t[was_done] = 0
+                    b_done[was_done] = False
                     stage = np.flatnonzero((active & ~done) | was_done)
                 else:
                     stage = np.flatnonzero(active & ~done)
             if len(stage):
-                self._staging.put_rows(stage, next_obs)
+                self._staging.put_rows(stage, next_obs, offset)
         if self._n >= self._capacity or now >= self._next_flush:
             self._flush()
 

@@ -70,10 +70,10 @@ class ArrayColumn(_Column):
         v = np.asarray(values)[index]
         self.data[i : i + len(v)] = v.reshape((len(v),) + self.shape)
 
-    def put_rows(self, rows: np.ndarray | slice, values: Any) -> None:
-        """Rows ``rows`` from ``values[rows]`` (staging one row per sub-env)."""
+    def put_rows(self, rows: np.ndarray | slice, values: Any, offset: int = 0) -> None:
+        """Rows ``offset + rows`` from ``values[rows]`` (staging one row per sub-env)."""
         v = np.asarray(values)[rows]
-        self.data[rows] = v.reshape((len(v),) + self.shape)
+        self.data[shift(rows, offset)] = v.reshape((len(v),) + self.shape)
 
     def gather(self, i: int, src: "ArrayColumn", rows: np.ndarray | slice) -> None:
         v = src.data[rows]
@@ -138,9 +138,9 @@ class StructColumn(_Column):
         for key, child in zip(self.keys, self.children):
             child.set_rows(i, values[key], index)
 
-    def put_rows(self, rows: np.ndarray, values: Any) -> None:
+    def put_rows(self, rows: np.ndarray, values: Any, offset: int = 0) -> None:
         for key, child in zip(self.keys, self.children):
-            child.put_rows(rows, values[key])
+            child.put_rows(rows, values[key], offset)
 
     def gather(self, i: int, src: "StructColumn", rows: np.ndarray) -> None:
         for child, src_child in zip(self.children, src.children):
@@ -161,6 +161,15 @@ class StructColumn(_Column):
         super().reset_nulls()
         for child in self.children:
             child.reset_nulls()
+
+
+def shift(rows: np.ndarray | slice, offset: int) -> np.ndarray | slice:
+    """Row indices (array or slice) moved by ``offset``."""
+    if not offset:
+        return rows
+    if isinstance(rows, slice):
+        return slice(rows.start + offset, rows.stop + offset)
+    return np.asarray(rows) + offset
 
 
 def make_column(spec: dict[str, Any], capacity: int) -> _Column:
