@@ -182,7 +182,9 @@ def _print_audit(audit, out_path, fail_on: str) -> None:
     width = max([len(d.name) for d in audit.detectors] + [8])
     for run in audit.runs:
         state = run.status + (" (partial)" if run.partial and run.status != "in_progress" else "")
-        click.echo(f"\nrun {run.run_id}  {state}  {run.steps:,} steps  {run.episodes:,} episodes  verdict: {run.verdict}")
+        risk = "" if run.risk is None else f"  risk {run.risk:.2f}"
+        click.echo(f"\nrun {run.run_id}  {state}  {run.steps:,} steps  {run.episodes:,} episodes  "
+                   f"verdict: {run.verdict}{risk}")
         for f in by_run.get(run.run_id, []):
             click.echo(f"  {f.severity:<8}  {f.detector:<{width}}  {f.summary}")
             span = _finding_span(f)

@@ -276,10 +276,10 @@ class EpisodeWrapper(gym.Wrapper):
 
 
 class SpikeBug(EpisodeWrapper):
-    """From the onset, every ninth episode pays one huge reward at step 5 (a collision bonus paid by a bug)."""
+    """A bug pays one huge reward at step 5 of the onset episode and again 11 episodes later."""
 
     def inject(self, action, obs, r, term, trunc, info):
-        if (self.episode - self.onset) % 9 == 0 and self.t == 5:
+        if self.episode - self.onset in (0, 11) and self.t == 5:
             r = float(r) + 100.0
         return obs, r, term, trunc, info
 
@@ -527,7 +527,7 @@ INJECTIONS: dict[str, Injection] = {i.detector: i for i in (
               "an engagement bonus of 1.0 x burnout per step; the policy learns to stay until burnout passes 0.75",
               wrapper=BurnoutBonus, act=_hack),
     Injection("reward-spike", ("cartpole-pd", "career-heuristic", "mountaincar-energy", "pendulum-swingup"),
-              "one +100 reward at step 5 of every ninth episode from the onset", wrapper=SpikeBug),
+              "one +100 reward at step 5 of the onset episode and of the episode 11 later", wrapper=SpikeBug),
     Injection("reward-term-dominance", ("career-heuristic", "career-random", "career-ppo"),
               "a referral term whose weight grows by 0.02 per episode from the onset", wrapper=GrowingTerm),
     Injection("boundary-exploitation", ("cartpole-pd", "pendulum-swingup"),
