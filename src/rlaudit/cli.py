@@ -401,7 +401,8 @@ def sql_command(args, query, fmt, max_rows):
 @main.command("detectors")
 @click.argument("names", nargs=-1)
 @click.option("--preset", "presets", multiple=True, help="Only the detectors of this preset.")
-def detectors_command(names, presets):
+@click.option("--playbook", is_flag=True, help="Print the failure playbook (Markdown) of the built-in detectors.")
+def detectors_command(names, presets, playbook):
     """List the detectors (name, severity, summary) and presets; with NAMES, their full documentation."""
     from rlaudit.detectors.presets import PRESETS
     from rlaudit.detectors.registry import DOC_SECTIONS, get_registry
@@ -409,6 +410,11 @@ def detectors_command(names, presets):
     registry = get_registry()
     for origin, reason in registry.load_problems:
         click.echo(f"rlaudit: plug-in not loaded: {origin}: {reason}", err=True)
+    if playbook:
+        from rlaudit.detectors.playbook import render
+
+        click.echo(render(registry), nl=False)
+        return
     if names:
         for i, name in enumerate(names):
             spec = registry.get(name)
@@ -429,7 +435,7 @@ def detectors_command(names, presets):
     _print_table(["name", "severity", "summary"], [[s.name, s.severity, s.summary] for s in specs])
     if not presets:
         click.echo("\npresets: " + ", ".join(
-            f"{name} ({'every detector' if members is None else ', '.join(members)})"
+            f"{name} ({'every detector except legacy-*' if members is None else ', '.join(members)})"
             for name, members in sorted(PRESETS.items())))
 
 
