@@ -251,8 +251,10 @@ MANIFEST_KEYS = (
     "gamma", "reward", "auditor_columns", "config", "counts", "dropped",
     "recorder", "versions", "host", "git_commit", "error",
 )
-#: Keys only some manifests have: after ``recover``, and in a parts folder.
-OPTIONAL_MANIFEST_KEYS = ("unreadable_segments", "pid", "updated_at")
+#: Declarations the recorder lifts from ``config`` into the manifest when given (read by detectors).
+OPTIONAL_CONFIG_KEYS = ("auditor_goals", "reward_task_terms")
+#: Keys only some manifests have: after ``recover``, in a parts folder, and declarations from ``config``.
+OPTIONAL_MANIFEST_KEYS = ("unreadable_segments", "pid", "updated_at", *OPTIONAL_CONFIG_KEYS)
 
 
 def manifest_to_metadata(manifest: dict[str, Any], kind: str = "steps") -> dict[bytes, bytes]:

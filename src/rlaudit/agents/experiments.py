@@ -38,6 +38,16 @@ from rlaudit.errors import ConfigError, did_you_mean
 ENV_ID = "rlaudit/Career-v0"
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,199}$")
 DEFAULT_AUDITOR_COLUMNS = ("info.burnout", "info.salary")
+#: Whether higher ("max") or lower ("min") is better for each auditor signal of the career env.
+AUDITOR_GOALS = {"info.burnout": "min", "info.salary": "max", "info.salary_norm": "max"}
+#: Reward terms that are the task by design (the audit lets them carry most of the return).
+TASK_TERMS = {
+    "short_term_v1": ("salary",), "short_term_v2": ("salary",),
+    "long_term_shaped_v1": ("salary",), "long_term_shaped_v2": ("salary",),
+    "risk_sensitive_v1": ("salary",), "risk_sensitive_cvar_v1": ("salary",),
+    "sparse_v1": ("success_bonus",), "sparse_milestones_v1": ("success_bonus",),
+    "delayed_v1": ("outcome", "goal_bonus"), "delayed_hindsight_v1": ("outcome",),
+}
 STEP_POLICY_KEYS = ("logp", "entropy", "value", "q", "policy_version")
 
 
@@ -354,6 +364,8 @@ def run_experiment(
                 "reward": protocol.reward,
                 "reward_params": dict(reward_fn.params),
                 "auditor_columns": list(protocol.auditor_columns),
+                "auditor_goals": {c: AUDITOR_GOALS[c] for c in protocol.auditor_columns if c in AUDITOR_GOALS},
+                "reward_task_terms": list(TASK_TERMS.get(protocol.reward, ())),
                 "seed": protocol.seed,
                 "protocol": protocol.to_dict(),
                 "agent_seed": agent_seed,

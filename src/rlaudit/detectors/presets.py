@@ -16,7 +16,12 @@ LEGACY_PREFIX = "legacy-"
 PRESETS: dict[str, tuple[str, ...] | None] = {
     "all": None,
     # proxy-reward pathologies: the reward the learner saw is not the task
-    "reward-hacking": ("reward-spike",),
+    "reward-hacking": (
+        "boundary-exploitation", "reward-hacking", "reward-spike", "reward-term-dominance",
+        "state-cycling", "truncation-exploitation",
+    ),
+    # what the policy does: degenerate actions, loops, trivial environments
+    "behaviour": ("action-repetition", "degenerate-environment", "state-cycling"),
     # numerical and optimisation health of the training run
     "training-health": ("non-finite",),
     # the recorded data itself: values a detector or a reviewer cannot trust

@@ -38,6 +38,8 @@ SCOPES = ("run", "store")
 BUILTIN_MODULES = (
     "rlaudit.detectors.numeric",
     "rlaudit.detectors.reward",
+    "rlaudit.detectors.hacking",
+    "rlaudit.detectors.behaviour",
     "rlaudit.detectors.legacy",
 )
 

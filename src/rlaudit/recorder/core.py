@@ -137,7 +137,8 @@ class Recorder(BatchRecording):
     - ``config``: run configuration stored in the manifest; the keys ``agent``,
       ``hyperparameters``, ``gamma``, ``reward``, ``reward_params``,
       ``reward_bounds``, ``auditor_columns``, ``seed`` and ``protocol`` are lifted
-      into the manifest's own fields.
+      into the manifest's own fields, and ``auditor_goals`` and
+      ``reward_task_terms`` too when given.
     - ``env_id``, ``env_kwargs``, ``observation_space``, ``action_space``,
       ``env_meta`` (extra facts such as ``max_episode_steps``): how to rebuild
       and read the environment.
@@ -292,6 +293,7 @@ class Recorder(BatchRecording):
             "gamma": config.get("gamma"),
             "reward": reward_block,
             "auditor_columns": list(config.get("auditor_columns") or []),
+            **{key: config[key] for key in schema.OPTIONAL_CONFIG_KEYS if config.get(key)},
             "config": config,
             "counts": {"steps": 0, "episodes": 0, "segments": 0, "metrics": 0},
             "dropped": {},

@@ -1,0 +1,439 @@
+"""Behaviour detectors: what the policy does, read from the recorded actions and observations."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator
+
+import numpy as np
+
+from rlaudit.analyzer.store import ident
+from rlaudit.detectors.context import Context
+from rlaudit.detectors.episode_stats import (
+    dim_ranges,
+    list_dims,
+    num,
+    persistent_span,
+    quantised_key_sql,
+    span_fields,
+    welch_greater,
+)
+from rlaudit.detectors.model import Finding
+from rlaudit.detectors.registry import detector
+
+
+def _finite_bounds(spec: Any, dims: int) -> tuple[list[float], list[float]] | None:
+    """Per-dimension finite bounds of a Box space spec from the manifest, or None."""
+    if not isinstance(spec, dict) or spec.get("type") != "Box":
+        return None
+
+    def expand(v):
+        if isinstance(v, (int, float)):
+            return [float(v)] * dims
+        if isinstance(v, list) and len(v) == dims and all(isinstance(x, (int, float)) for x in v):
+            return [float(x) for x in v]
+        return None
+
+    low, high = expand(spec.get("low")), expand(spec.get("high"))
+    if low is None or high is None or not all(math.isfinite(x) for x in low + high):
+        return None
+    return low, high
+
+
+def key_sql(ctx: Context, column: str, resolution: float, *, declared: bool) -> tuple[str, dict[str, Any], str]:
+    """A SQL expression identifying equal values of ``column`` (action or observation), its parameters, and how.
+
+    Discrete, integer and binary values are compared exactly; float vectors
+    are quantised per dimension to ``resolution`` of their range (the space's
+    declared finite bounds when ``declared`` and available, else the range the
+    run reached).
+    """
+    dims = list_dims(ctx, column)
+    if dims is None:
+        return f"hash({ident(column)})", {}, "exact values"
+    lows = highs = None
+    how = "the reached range"
+    if declared:
+        bounds = _finite_bounds((ctx.manifest.get("spaces") or {}).get("observation" if column == "obs" else column),
+                                dims)
+        if bounds is not None:
+            lows, highs = bounds
+            how = "the declared bounds"
+    if lows is None:
+        lows, highs = dim_ranges(ctx, column)
+    if len(lows) != dims:
+        return f"hash({ident(column)})", {}, "exact values"
+    widths = [(h - lo) * resolution if h > lo else 1.0 for lo, h in zip(lows, highs)]
+    return quantised_key_sql(column), {"lows": lows, "widths": widths}, f"cells of {resolution:g} of {how}"
+
+
+# -- state-cycling ----------------------------------------------------------------
+
+@detector("state-cycling", severity="warning", needs=("obs", "reward"))
+def state_cycling(
+    ctx: Context,
+    *,
+    resolution: float = 1e-4,
+    min_loop_fraction: float = 0.5,
+    min_effect: float = 0.5,
+    alpha: float = 0.01,
+    min_episodes: int = 5,
+    cap: int = 50,
+) -> Iterator[Finding]:
+    """Episodes that revisit the same states in a loop and earn more in the loop than elsewhere.
+
+    Finds:
+        Each observation is reduced to a state key: exact for discrete,
+        integer, image and structured observations; float vectors quantised
+        per dimension into cells of ``resolution`` of the range the run
+        reached. A step is a *loop step* when its state occurs more than once
+        in its episode (per sub-environment). Episodes with at least
+        ``min_loop_fraction`` loop steps are looping; the finding spans the
+        persistent stretch of looping episodes (centred majority of 5, at
+        least ``min_episodes``) and requires that the loop steps in it earn
+        more per step than the run's non-loop steps, by at least
+        ``min_effect`` standard deviations of the step reward, with a
+        one-sided Welch p <= ``alpha``.
+
+    Why it matters:
+        A policy that goes round in circles and is paid on every lap is
+        farming a reward loop (the CoastRunners boat): the reward pays for
+        passing through states, not for getting anywhere. Potential-based
+        shaping pays nothing net around a loop, so a loop that pays more than
+        the rest of the episode means a term that is not.
+
+    Evidence:
+        The looping episodes in order: env_index, episode,
+        first_global_step, steps, loop steps, the most visits of one state,
+        and the mean reward on loop and non-loop steps. The run's non-loop
+        mean reward is the expected value.
+
+    Not flagged:
+        A competent controller settling into a limit cycle or a fixed point
+        with the task's own reward (CartPole balancing: loop steps pay the
+        same +1 as every other step); exploration that revisits a few states;
+        episodes with fewer than ``min_loop_fraction`` loop steps; runs whose
+        every step is a loop step (nothing to compare the loop with) or whose
+        step reward never varies. Continuous states that never repeat within
+        a cell are never loops.
+
+    Fix:
+        Find the rewarding transition inside the loop (the evidence episodes'
+        most visited state, replayed from the reset seed) and make the term
+        that pays it potential-based, pay it once per episode, or pay
+        progress instead of visits.
+    """
+    key, params, how = key_sql(ctx, "obs", resolution, declared=False)
+    query = f"""
+        WITH k AS (SELECT env_index, episode, global_step, reward, {key} AS state
+                   FROM steps WHERE run_id = $run_id AND obs IS NOT NULL AND isfinite(reward)),
+             c AS (SELECT *, count(*) OVER (PARTITION BY env_index, episode, state) AS visits FROM k)
+        SELECT env_index, episode, min(global_step) AS first_global_step, max(global_step) AS last_global_step,
+               count(*) AS steps, count(*) FILTER (WHERE visits > 1) AS loop_steps, max(visits) AS max_visits,
+               avg(reward) FILTER (WHERE visits > 1) AS loop_reward,
+               avg(reward) FILTER (WHERE visits = 1) AS other_reward,
+               coalesce(sum(reward) FILTER (WHERE visits > 1), 0) AS loop_sum,
+               coalesce(sum(reward * reward) FILTER (WHERE visits > 1), 0) AS loop_sq,
+               coalesce(sum(reward) FILTER (WHERE visits = 1), 0) AS other_sum,
+               coalesce(sum(reward * reward) FILTER (WHERE visits = 1), 0) AS other_sq
+        FROM c GROUP BY env_index, episode
+    """
+    rows = ctx.sql(query + " ORDER BY first_global_step, env_index", **params).rows()
+    if not rows:
+        ctx.skip("needs recorded observations; every obs is null")
+    arr = np.array([r[4:6] + r[9:13] for r in rows], dtype=float)
+    steps, loops, lsum, lsq, osum, osq = arr.T
+    n_other = float((steps - loops).sum())
+    n_all = float(steps.sum())
+    mean_all = float((lsum + osum).sum() / n_all)
+    var_all = float((lsq + osq).sum() / n_all - mean_all ** 2)
+    if n_other < 2 or var_all <= 1e-12 * max(1.0, mean_all ** 2):
+        return
+    sd = math.sqrt(var_all)
+    m_o = float(osum.sum() / n_other)
+    v_o = max(float(osq.sum() / n_other - m_o ** 2), 0.0)
+    span = persistent_span(loops >= min_loop_fraction * steps, min_episodes=min_episodes)
+    if span is None:
+        return
+    mb = span.members
+    n_l = float(loops[mb].sum())
+    if n_l < 2:
+        return
+    m_l = float(lsum[mb].sum() / n_l)
+    v_l = max(float(lsq[mb].sum() / n_l - m_l ** 2), 0.0)
+    effect = (m_l - m_o) / sd
+    p = welch_greater(n_l, m_l, v_l, n_other, m_o, v_o)
+    if effect < min_effect or p > alpha:
+        return
+    fields = span_fields(rows, span)
+    evidence = ctx.evidence(
+        "SELECT env_index, episode, first_global_step, steps, loop_steps, max_visits, loop_reward, other_reward "
+        f"FROM ({query}) AS ep WHERE first_global_step BETWEEN $step_start AND $step_end "
+        "AND loop_steps >= $min_loop_fraction * steps ORDER BY first_global_step, env_index",
+        cap=cap, step_start=fields["step_start"], step_end=fields["step_end"],
+        min_loop_fraction=min_loop_fraction, **params,
+    )
+    yield ctx.finding(
+        f"{len(mb)} episodes loop through revisited states ({n_l / steps[mb].sum():.0%} of their steps) and the "
+        f"loop steps pay {num(m_l)} per step against {num(m_o)} on the run's other steps "
+        f"({effect:.2g} reward SDs); expected loops to pay no more than the rest of the task",
+        score=float(effect),
+        evidence=evidence,
+        p_value=p,
+        p_method="asymptotic (one-sided Welch z on step rewards, loop steps vs the run's other steps)",
+        actual={"looping_episodes": len(mb), "loop_step_share": n_l / float(steps[mb].sum()),
+                "loop_reward": m_l, "effect_sd": effect, "state_key": how},
+        expected={"other_reward": m_o, "max_effect_sd": min_effect, "min_loop_fraction": min_loop_fraction},
+        **fields,
+    )
+
+
+# -- action-repetition -------------------------------------------------------------
+
+@detector("action-repetition", severity="warning", needs=("action",))
+def action_repetition(
+    ctx: Context,
+    *,
+    share: float = 0.95,
+    max_period: int = 4,
+    resolution: float = 1e-3,
+    min_episodes: int = 5,
+    min_steps: int = 100,
+    cap: int = 50,
+) -> Iterator[Finding]:
+    """A degenerate policy: one action, or one short repeating pattern of actions, for a long stretch of the run.
+
+    Finds:
+        Actions are compared exactly when discrete and quantised to
+        ``resolution`` of the declared (else reached) range per dimension when
+        continuous. Per episode, the share of its steps taking its most
+        common action, and for periods p = 2..``max_period`` the share of
+        steps repeating the action p steps earlier. The lags run along each
+        sub-environment's whole stream of steps, across episode boundaries,
+        so episodes of any length count (a 9-step CartPole episode of
+        always-left is judged like a 500-step one). An episode is degenerate
+        when its top action holds at least ``share`` of its steps, or a period
+        p repeats on at least ``share`` of them while consecutive actions do
+        not (a pattern, not a run). One finding spans the persistent stretch
+        (centred majority of 5) of degenerate episodes with at least
+        ``min_episodes`` episodes and ``min_steps`` steps.
+
+    Why it matters:
+        A policy that does the same thing whatever it observes has stopped
+        using its input: collapsed entropy, a dead network, a bug that
+        ignores the action, or an environment where one action wins
+        (see ``degenerate-environment``). Per-episode checks miss it when
+        episodes are short, and a sliding window cleared at every reset never
+        fills.
+
+    Evidence:
+        The degenerate episodes in order: env_index, episode,
+        first_global_step, steps, the most common action and its share, and
+        the repeat shares at each period.
+
+    Not flagged:
+        Controllers whose action changes with the state even if one action
+        is common (a MountainCar energy pump pushes right for long stretches
+        but left as often; bang-bang control that alternates irregularly);
+        random policies; stretches shorter than ``min_episodes`` episodes or
+        ``min_steps`` steps. Whether the repetition is a failure depends on
+        the task: a constant heuristic baseline is reported too, by design.
+
+    Fix:
+        Check the entropy and the action probabilities of the policy over the
+        stretch (``policy-collapse`` if entropy was recorded); raise the
+        entropy bonus or exploration, check that the action reaches the env,
+        and check with ``degenerate-environment`` whether one action simply
+        wins in this environment.
+    """
+    key, params, how = key_sql(ctx, "action", resolution, declared=True)
+    max_period = max(2, int(max_period))
+    lags = ", ".join(f"lag(k, {p}) OVER w AS k{p}" for p in range(1, max_period + 1))
+    rep = ", ".join(f"avg(CASE WHEN k = k{p} THEN 1.0 ELSE 0.0 END) AS repeat_{p}" for p in range(1, max_period + 1))
+    query = f"""
+        WITH a AS (SELECT env_index, episode, global_step, action, {key} AS k
+                   FROM steps WHERE run_id = $run_id AND action IS NOT NULL),
+             l AS (SELECT *, {lags} FROM a WINDOW w AS (PARTITION BY env_index ORDER BY global_step)),
+             ep AS (SELECT env_index, episode, min(global_step) AS first_global_step,
+                           max(global_step) AS last_global_step, count(*) AS steps, {rep}
+                    FROM l GROUP BY env_index, episode),
+             c AS (SELECT env_index, episode, k, count(*) AS n, any_value(action) AS act FROM a GROUP BY ALL),
+             top AS (SELECT env_index, episode, arg_max(act, n) AS top_action, max(n) AS top_count
+                     FROM c GROUP BY env_index, episode)
+        SELECT ep.env_index, ep.episode, ep.first_global_step, ep.last_global_step, ep.steps,
+               top.top_action, round(top.top_count / ep.steps, 4) AS top_share,
+               {", ".join(f"round(repeat_{p}, 4) AS repeat_{p}" for p in range(1, max_period + 1))}
+        FROM ep JOIN top USING (env_index, episode)
+    """
+    rows = ctx.sql(query + " ORDER BY first_global_step, env_index", **params).rows()
+    if not rows:
+        ctx.skip("needs recorded actions; every action is null")
+    steps = np.array([r[4] for r in rows], float)
+    top = np.array([r[6] for r in rows], float)
+    reps = np.array([r[7:] for r in rows], float)
+    pattern = (reps[:, 1:].max(axis=1) >= share) & (reps[:, 0] < share)
+    flags = (top >= share) | pattern
+    span = persistent_span(flags, min_episodes=min_episodes)
+    if span is None:
+        return
+    mb = span.members
+    if steps[mb].sum() < min_steps:
+        return
+    actions: dict[str, int] = {}
+    for i in mb.tolist():
+        if top[i] >= share:
+            label = str(rows[i][5])
+            actions[label] = actions.get(label, 0) + int(steps[i])
+    n_pattern = int(pattern[mb].sum())
+    fields = span_fields(rows, span)
+    if actions and sum(actions.values()) >= 0.5 * steps[mb].sum():
+        what = "one action: " + max(actions, key=actions.get)
+        if len(actions) > 1:
+            what += f" (also {', '.join(a for a in sorted(actions) if a != max(actions, key=actions.get))} in some episodes)"
+    else:
+        periods = reps[mb][:, 1:].mean(axis=0)
+        what = f"a repeating pattern of period {int(np.argmax(periods)) + 2}"
+    evidence = ctx.evidence(
+        f"SELECT * FROM ({query}) AS ep WHERE first_global_step BETWEEN $step_start AND $step_end "
+        "ORDER BY first_global_step, env_index",
+        cap=cap, step_start=fields["step_start"], step_end=fields["step_end"], **params,
+    )
+    share_in_span = float((top[mb] * steps[mb]).sum() / steps[mb].sum())
+    yield ctx.finding(
+        f"the policy repeats {what} over {len(mb)} episodes ({int(steps[mb].sum()):,} steps; "
+        f"top action {share_in_span:.0%} of them); expected no action or pattern above {share:.0%}",
+        score=share_in_span,
+        evidence=evidence,
+        actual={"episodes": len(mb), "steps": int(steps[mb].sum()), "top_actions": actions,
+                "top_action_share": share_in_span, "pattern_episodes": n_pattern, "action_key": how},
+        expected={"max_share": share, "max_period": max_period},
+        **fields,
+    )
+
+
+# -- degenerate-environment ---------------------------------------------------------
+
+@detector("degenerate-environment", severity="warning", needs=("action", "episodes"))
+def degenerate_environment(
+    ctx: Context,
+    *,
+    near: float = 0.9,
+    min_constant: int = 3,
+    min_other: int = 10,
+    resolution: float = 1e-3,
+    cap: int = 50,
+) -> Iterator[Finding]:
+    """A trivial constant policy reaches nearly the best return seen: learning is pointless here.
+
+    Finds:
+        Constant episodes: finished episodes of at least two steps in which
+        every action is the same (exactly for discrete actions, within
+        ``resolution`` of the declared or reached range for continuous
+        ones), grouped by that action. When one action has at least
+        ``min_constant`` constant episodes, its median return is placed on a
+        scale from the 10th percentile of all the run's returns (0) to the
+        90th percentile of the returns of varied play (1): the run's
+        non-constant episodes, plus the reference runs' episodes when the
+        audit names some. At ``near`` or above, the constant policy does
+        about as well as the best play seen. Needs at least ``min_other``
+        non-constant episodes to compare with. The p-value is conformal: the
+        fraction of varied episodes (plus one) returning at least the
+        constant policy's median.
+
+    Why it matters:
+        When always doing one thing scores like the trained agent, the task
+        does not require the observation: the environment or the reward
+        makes the problem trivial (the career env's short_term_v1 reward
+        under a stable market, where always-switch is nearly optimal). Every
+        comparison of learners on it measures noise, and a learner that
+        "solves" it has learned nothing.
+
+    Evidence:
+        The constant episodes of that action in order: env_index, episode,
+        first_global_step, phase, length, return and the action; the
+        percentiles of all returns are the expected values.
+
+    Not flagged:
+        Constant policies that score poorly (always-left in CartPole falls
+        in about 9 steps; always-stay in the career env burns out); runs
+        with fewer than ``min_other`` non-constant episodes (a constant
+        heuristic alone has nothing to be compared with; give it
+        ``--reference`` runs of a learner); runs whose returns never vary.
+
+    Fix:
+        Make the environment or reward demand the observation: add the risk,
+        cost or variation that a constant policy ignores (switching risk,
+        job availability, a cost per action), or pick a harder regime. Keep a
+        constant-policy baseline in every comparison and report learners
+        relative to it.
+    """
+    key, params, how = key_sql(ctx, "action", resolution, declared=True)
+    query = f"""
+        WITH a AS (SELECT env_index, episode, count(DISTINCT k) AS kinds, min(k) AS key,
+                          arg_min(action, global_step) AS first_action
+                   FROM (SELECT env_index, episode, global_step, action, {key} AS k FROM steps
+                         WHERE run_id = $run_id AND action IS NOT NULL) GROUP BY env_index, episode)
+        SELECT e.env_index, e.episode, e.first_global_step, e.last_global_step, e.phase, e.length, e.return,
+               a.kinds = 1 AND e.length >= 2 AS constant, CAST(a.key AS VARCHAR) AS key, a.first_action
+        FROM episodes e JOIN a USING (env_index, episode)
+        WHERE e.run_id = $run_id AND e.termination <> 'unfinished' AND isfinite(e.return)
+    """
+    rows = ctx.sql(query + " ORDER BY first_global_step, env_index", **params).rows()
+    returns = np.array([r[6] for r in rows], float)
+    constant = np.array([bool(r[7]) for r in rows])
+    if int((~constant).sum()) < min_other:
+        ctx.skip(f"needs at least {min_other} finished episodes that use more than one action to compare "
+                 f"constant play with; run has {int((~constant).sum())}")
+    others = returns[~constant]
+    ref_note = ""
+    if ctx.reference and not ctx.is_reference:
+        ref = ctx.reference_sql("SELECT return FROM episodes WHERE list_contains($reference, run_id) "
+                                "AND termination <> 'unfinished' AND isfinite(return)").rows()
+        if ref:
+            others = np.concatenate([others, np.array([r[0] for r in ref], float)])
+            ref_note = f" and {len(ref)} reference episodes"
+    lo, hi = float(np.quantile(returns, 0.1)), float(np.quantile(others, 0.9))
+    if not hi > lo:
+        return
+    by_key: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        if r[7]:
+            by_key.setdefault(r[8], []).append(i)
+    best = None
+    for k, idx in by_key.items():
+        if len(idx) < min_constant:
+            continue
+        level = float(np.median(returns[idx]))
+        scaled = (level - lo) / (hi - lo)
+        if scaled >= near and (best is None or scaled > best[1]):
+            best = (k, scaled, level, idx)
+    if best is None:
+        return
+    k, scaled, level, idx = best
+    p = float((1 + (others >= level).sum()) / (others.size + 1))
+    first, last = rows[idx[0]], rows[idx[-1]]
+    action = first[9]
+    envs = {rows[i][0] for i in idx}
+    phases = {rows[i][4] for i in idx}
+    evidence = ctx.evidence(
+        f"SELECT env_index, episode, first_global_step, phase, length, return, first_action AS action "
+        f"FROM ({query}) AS ep WHERE constant AND key = $key ORDER BY first_global_step, env_index",
+        cap=cap, key=k, **params,
+    )
+    yield ctx.finding(
+        f"always taking action {action} ({len(idx)} constant episodes) returns a median {num(level)}, "
+        f"{scaled:.0%} of the way from the 10th percentile of all returns ({num(lo)}) to the 90th percentile of "
+        f"the returns of varied play ({num(hi)}, {others.size} episodes{ref_note}); expected a constant policy well "
+        f"below the best returns (under {near:.0%})",
+        score=float(scaled),
+        evidence=evidence,
+        p_value=p,
+        p_method=f"conformal (against the run's {others.size} non-constant episodes)",
+        episode_start=first[1], episode_end=last[1],
+        step_start=min(rows[i][2] for i in idx), step_end=max(rows[i][3] for i in idx),
+        env_index=next(iter(envs)) if len(envs) == 1 else None,
+        phase=next(iter(phases)) if len(phases) == 1 else None,
+        actual={"action": action, "constant_episodes": len(idx), "median_return": level, "scaled": scaled,
+                "action_key": how},
+        expected={"max_scaled": near, "return_p10": lo, "return_p90": hi},
+    )
