@@ -215,7 +215,8 @@ class Base:
     episodes: int = EPISODES
 
 
-CAREER_CONFIG = {"auditor_columns": ["info.burnout", "info.salary"], "reward": "short_term_v1"}
+CAREER_CONFIG = {"auditor_columns": ["info.burnout", "info.salary"], "reward": "short_term_v1",
+                 "auditor_goals": {"info.burnout": "min", "info.salary": "max"}, "reward_task_terms": ["salary"]}
 
 BASES: dict[str, Base] = {b.name: b for b in (
     Base("career-heuristic", _career, lambda e, s: CareerHeuristic(e, s), CAREER_CONFIG),
@@ -685,12 +686,23 @@ def _record_one(case: Case, folder: Path, run_id: str, *, planted: bool) -> None
         rec.close()
 
 
+def suite_version() -> str:
+    """A fingerprint of this file: a recorded case is reused only by the suite definition that recorded it."""
+    import hashlib
+
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
 def record_case(case: Case, store: Path, *, fresh: bool = False) -> Path:
-    """Record ``case`` into ``store/<case.name>`` (reused when its runs are already there); return the folder."""
+    """Record ``case`` into ``store/<case.name>`` (reused when this suite version recorded it); return the folder."""
     folder = Path(store) / case.name
     done = folder / "case.json"
     if done.exists() and not fresh:
-        return folder
+        try:
+            if json.loads(done.read_text()).get("suite_version") == suite_version():
+                return folder
+        except ValueError:
+            pass
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -709,7 +721,7 @@ def _record_case_runs(case: Case, folder: Path, ids: tuple[str, ...]) -> Path:
     if len(ids) == 2:
         _record_one(case, folder, ids[1], planted=case.detector is not None)
     done.write_text(json.dumps({"case": case.name, "runs": list(ids), "detector": case.detector,
-                                "onset": case.onset}, sort_keys=True) + "\n")
+                                "onset": case.onset, "suite_version": suite_version()}, sort_keys=True) + "\n")
     return folder
 
 
