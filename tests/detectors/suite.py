@@ -295,19 +295,21 @@ class BurnoutBonus(EpisodeWrapper):
 
 
 class GrowingTerm(EpisodeWrapper):
-    """Career: a referral bonus whose weight grows every episode from the onset until it dominates the return."""
+    """Career: a small referral bonus whose weight grows every episode from the onset until it dominates the return."""
 
-    def inject(self, action, obs, r, term, trunc, info):
-        bonus = 0.02 * (self.episode - self.onset + 1)
-        info = {**info, "reward_referral": bonus}
-        return obs, float(r) + bonus, term, trunc, info
+    def step(self, action):
+        self.t += 1
+        obs, r, term, trunc, info = self.env.step(action)
+        bonus = 0.002 + (0.02 * (self.episode - self.onset + 1) if self.active else 0.0)
+        return obs, float(r) + bonus, term, trunc, {**info, "reward_referral": bonus}
 
 
 class EdgeBonus(EpisodeWrapper):
     """A bonus paid at the edge of the reachable range: CartPole's track end, Pendulum's full torque."""
 
     def inject(self, action, obs, r, term, trunc, info):
-        if self.env.spec.id.startswith("CartPole"):
+        sid = self.env.spec.id
+        if sid.startswith("CartPole"):
             if float(obs[0]) > 1.5:
                 r = float(r) + 2.0
         elif abs(float(np.asarray(action).ravel()[0])) >= 1.99:
@@ -374,10 +376,12 @@ class SparseGoal(EpisodeWrapper):
 
 
 class AliveBonus(EpisodeWrapper):
-    """From the onset the reward's sign is flipped: +1 per step survived, so the return is earned by reaching truncation."""
+    """A reward of +0.2 per step alive and +5 at the goal; from the onset the policy earns more by never finishing."""
 
-    def inject(self, action, obs, r, term, trunc, info):
-        return obs, 1.0, term, trunc, info
+    def step(self, action):
+        self.t += 1
+        obs, r, term, trunc, info = self.env.step(action)
+        return obs, 0.2 + (5.0 if term else 0.0), term, trunc, info
 
 
 class NoTermination(EpisodeWrapper):
@@ -530,9 +534,10 @@ INJECTIONS: dict[str, Injection] = {i.detector: i for i in (
     Injection("reward-spike", ("cartpole-pd", "career-heuristic", "mountaincar-energy", "pendulum-swingup"),
               "one +100 reward at step 5 of the onset episode and of the episode 11 later", wrapper=SpikeBug),
     Injection("reward-term-dominance", ("career-heuristic", "career-random", "career-ppo"),
-              "a referral term whose weight grows by 0.02 per episode from the onset", wrapper=GrowingTerm),
-    Injection("boundary-exploitation", ("cartpole-pd", "pendulum-swingup"),
-              "a bonus at the track end (CartPole x > 1.5) or at full torque (Pendulum); the policy moves there",
+              "a referral term of 0.002 per step whose weight grows by 0.02 per episode from the onset",
+              wrapper=GrowingTerm),
+    Injection("boundary-exploitation", ("pendulum-swingup", "cartpole-pd"),
+              "a bonus at full torque (Pendulum) or at the track end (CartPole x > 1.5); the policy moves there",
               wrapper=EdgeBonus, act=_edge),
     Injection("state-cycling", ("cartpole-pd", "mountaincar-energy"),
               "a respawn bug restores the state of step 20 every 8 steps and pays +1", wrapper=RespawnBug),
@@ -557,9 +562,9 @@ INJECTIONS: dict[str, Injection] = {i.detector: i for i in (
               "from the onset losses, gradient norms and KL blow up and explained variance turns negative",
               metrics=_unstable_metrics),
     Injection("truncation-exploitation", ("mountaincar-energy", "acrobot-energy"),
-              "from the onset the reward is +1 per step survived and the policy idles until truncation",
+              "+0.2 per step alive and +5 at the goal; from the onset the policy idles until truncation",
               wrapper=AliveBonus, act=_idle),
-    Injection("degenerate-environment", ("cartpole-probe", "pendulum-probe"),
+    Injection("degenerate-environment", ("pendulum-probe", "cartpole-probe"),
               "a task every constant policy solves: CartPole without failure termination, Pendulum paying only torque cost",
               wrapper=None, whole_run=True),
     Injection("irreproducible", ("cartpole-pd", "career-heuristic", "pendulum-swingup"),

@@ -640,10 +640,10 @@ def _at_boundary(value: Any, bounds, threshold: float) -> bool:
     v = np.ravel(np.asarray(value, dtype=float))
     if v.shape != low.shape:
         return False
-    ok = np.isfinite(low) & np.isfinite(high)
-    span = high - low
-    margin = (1 - threshold) * span
-    return bool(np.any(ok & ((v <= low + margin) | (v >= high - margin))))
+    ok = np.isfinite(low) & np.isfinite(high)  # dimensions with infinite bounds are skipped
+    lo, hi, x = low[ok], high[ok], v[ok]
+    margin = (1 - threshold) * (hi - lo)
+    return bool(np.any((x <= lo + margin) | (x >= hi - margin)))
 
 
 @detector("legacy-rewardscope-boundary-exploitation", severity="warning", needs=("obs",))
