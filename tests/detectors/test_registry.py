@@ -43,11 +43,21 @@ def test_every_detector_finds_its_plant_and_not_its_clean_twin(name, tmp_path):
     planted = plant.plant(tmp_path / "planted")
     clean_id = plant.clean(tmp_path / "clean")
     spec = REGISTRY.get(name)
-    with rlaudit.open(tmp_path / "planted", tmp_path / "clean") as store:
-        out = run_detectors(store, [spec])
-    status = {r.run_id: r.status for r in out.results}
-    assert status[planted.run_id] == "found", out.results
-    assert status[clean_id] == "clean", out.findings
+    if spec.scope == "store":
+        # a store-wide detector judges a whole store: the planted one and the clean one
+        with rlaudit.open(tmp_path / "planted") as store:
+            out = run_detectors(store, [spec])
+        assert [r.status for r in out.results] == ["found"], out.results
+        with rlaudit.open(tmp_path / "clean") as store:
+            clean = run_detectors(store, [spec])
+            assert clean_id in store.runs
+        assert [r.status for r in clean.results] == ["clean"], clean.findings
+    else:
+        with rlaudit.open(tmp_path / "planted", tmp_path / "clean") as store:
+            out = run_detectors(store, [spec])
+        status = {r.run_id: r.status for r in out.results}
+        assert status[planted.run_id] == "found", out.results
+        assert status[clean_id] == "clean", out.findings
     found = [f for f in out.findings if f.run_id == planted.run_id]
     assert len(found) == 1, "one finding per condition, not one per episode"
     f = found[0]

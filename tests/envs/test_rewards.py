@@ -371,3 +371,32 @@ def test_docs_hold_the_generated_reward_documentation():
     assert section.strip() == describe_reward().strip(), (
         "docs/career-env.md is out of date: paste describe_reward() between the markers"
     )
+
+
+@pytest.mark.parametrize("name", ALL_REWARDS)
+@pytest.mark.parametrize("regime", ["stable", "volatile"])
+def test_declared_bounds_hold_every_step(name, regime):
+    import numpy as np
+
+    env = CareerEnv(regime=regime, reward=name)
+    low, high = env.reward_fn.bounds(env.params)
+    terms = env.reward_fn.term_bounds(env.params)
+    assert list(terms) == list(env.reward_fn.terms) and low <= high
+    rng = np.random.default_rng(0)
+    for episode in range(20):
+        env.reset(seed=episode)
+        p_switch = episode / 20
+        while True:
+            _, reward, terminated, truncated, info = env.step(int(rng.random() < p_switch))
+            assert low - 1e-9 <= reward <= high + 1e-9
+            for term, (lo, hi) in terms.items():
+                assert lo - 1e-9 <= info["reward_" + term] <= hi + 1e-9, term
+            if terminated or truncated:
+                break
+
+
+def test_bounds_follow_the_parameters():
+    r = get_reward("short_term_v1")
+    assert r.bounds() == (-2.0, 1.0)  # salary in [0, 1], burnout penalty down to -1, termination -1
+    assert get_reward("short_term_v1", burnout_weight=0.0, termination_penalty=0.0).bounds() == (0.0, 1.0)
+    assert get_reward("sparse_v1").bounds() == (-5.0, 10.0)

@@ -363,6 +363,7 @@ def run_experiment(
                 "gamma": float(getattr(agent, "gamma", 0.99)),
                 "reward": protocol.reward,
                 "reward_params": dict(reward_fn.params),
+                "reward_bounds": list(reward_fn.bounds(env.unwrapped.params)),
                 "auditor_columns": list(protocol.auditor_columns),
                 "auditor_goals": {c: AUDITOR_GOALS[c] for c in protocol.auditor_columns if c in AUDITOR_GOALS},
                 "reward_task_terms": list(TASK_TERMS.get(protocol.reward, ())),

@@ -23,9 +23,12 @@ PRESETS: dict[str, tuple[str, ...] | None] = {
     # what the policy does: degenerate actions, loops, trivial environments
     "behaviour": ("action-repetition", "degenerate-environment", "state-cycling"),
     # numerical and optimisation health of the training run
-    "training-health": ("non-finite",),
+    "training-health": (
+        "non-finite", "performance-collapse", "policy-collapse", "regime-shift", "sparse-reward-stall",
+        "training-instability", "value-explosion",
+    ),
     # the recorded data itself: values a detector or a reviewer cannot trust
-    "data-integrity": ("non-finite",),
+    "data-integrity": ("irreproducible", "non-finite"),
     # RL Failure Lab's four detectors as its experiment runner used them (docs/failure-playbook.md)
     "legacy-rfl": ("legacy-rfl-nonstationarity", "legacy-rfl-policy-collapse", "legacy-rfl-reward-hacking",
                    "legacy-rfl-value-explosion"),

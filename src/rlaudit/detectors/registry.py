@@ -40,6 +40,9 @@ BUILTIN_MODULES = (
     "rlaudit.detectors.reward",
     "rlaudit.detectors.hacking",
     "rlaudit.detectors.behaviour",
+    "rlaudit.detectors.learning",
+    "rlaudit.detectors.values",
+    "rlaudit.detectors.reproducibility",
     "rlaudit.detectors.legacy",
 )
 

@@ -118,6 +118,21 @@ class Reward:
         """The terms of one transition ``prev --action--> state``."""
         raise NotImplementedError
 
+    def term_bounds(self, env: Any = None) -> dict[str, tuple[float, float]]:
+        """Per-step ``(low, high)`` of each term in an env with parameters ``env``.
+
+        ``env`` is an :class:`~rlaudit.envs.params.EnvironmentParams` (default:
+        the stable regime); the bounds use its salary range, burnout threshold
+        and horizon. They hold for every transition the env can produce; they
+        may be loose, never too tight.
+        """
+        raise NotImplementedError
+
+    def bounds(self, env: Any = None) -> tuple[float, float]:
+        """Per-step ``(low, high)`` of the reward: the term bounds added up (see :meth:`term_bounds`)."""
+        terms = self.term_bounds(_env_params(env))
+        return (sum(lo for lo, _ in terms.values()), sum(hi for _, hi in terms.values()))
+
     def __repr__(self) -> str:
         changed = {k: v for k, v in self.params.items() if v != self.defaults[k]}
         args = ", ".join(f"{k}={v!r}" for k, v in changed.items())
@@ -145,6 +160,42 @@ class Reward:
         ]
         lines += [f"- `{mode}`: {text}" for mode, text in cls.failure_modes.items()]
         return "\n".join(lines) + "\n"
+
+
+def _env_params(env: Any) -> Any:
+    if env is None:
+        from rlaudit.envs.params import EnvironmentParams
+
+        return EnvironmentParams()
+    return env
+
+
+def _interval(*values: float) -> tuple[float, float]:
+    """The smallest interval holding ``values``."""
+    return (float(min(values)), float(max(values)))
+
+
+def _times(weight: float, low: float, high: float) -> tuple[float, float]:
+    """``weight * x`` for x in [low, high]."""
+    return _interval(weight * low, weight * high)
+
+
+def _add(*intervals: tuple[float, float]) -> tuple[float, float]:
+    return (sum(lo for lo, _ in intervals), sum(hi for _, hi in intervals))
+
+
+def _burnout_term(weight: float, env: Any, power: int = 1) -> tuple[float, float]:
+    """``-weight * b**power`` for burnout b in [0, burnout_threshold]."""
+    return _times(-weight, 0.0, env.burnout_threshold**power)
+
+
+def _potential(reward: Any, env: Any) -> tuple[float, float]:
+    """Range of the shaping potential Phi of the shaped rewards."""
+    return _add(
+        _times(reward.potential_salary_weight, 0.0, 1.0),
+        _burnout_term(reward.potential_burnout_weight, env, 2),
+        _times(reward.potential_tenure_weight, 0.0, 0.5),
+    )
 
 
 def _check_param(reward: str, key: str, value: Any, default: Any) -> Any:
@@ -261,6 +312,18 @@ class ShortTermV1(Reward):
             )
         self._span = self.max_salary - self.min_salary
 
+    def term_bounds(self, env=None):
+        env = _env_params(env)
+        if self.normalize_salary:
+            s = ((env.min_salary - self.min_salary) / self._span, (env.max_salary - self.min_salary) / self._span)
+        else:
+            s = (env.min_salary / 100_000.0, env.max_salary / 100_000.0)
+        return {
+            "salary": _times(self.salary_weight, *s),
+            "burnout_penalty": _burnout_term(self.burnout_weight, env),
+            "termination_penalty": _interval(0.0, self.termination_penalty),
+        }
+
     def step(self, prev, action, state, terminated, truncated):
         if self.normalize_salary:
             s = (state.salary - self.min_salary) / self._span
@@ -299,6 +362,14 @@ class ShortTermV2(Reward):
         }
     )
 
+    def term_bounds(self, env=None):
+        env = _env_params(env)
+        return {
+            "salary": _times(self.salary_weight, 0.0, 1.0),
+            "burnout_penalty": _burnout_term(self.burnout_weight, env, 2),
+            "termination_penalty": _interval(0.0, self.termination_penalty),
+        }
+
     def step(self, prev, action, state, terminated, truncated):
         b = state.burnout
         return {
@@ -317,6 +388,11 @@ class _ShapedBase(Reward):
     def _validate(self) -> None:
         if not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"reward {self.name!r}: gamma must be in [0, 1]; found {self.gamma}")
+
+    def _shaping_bounds(self, env: Any) -> tuple[float, float]:
+        """shaping is gamma * Phi' - Phi, -Phi or 0."""
+        lo, hi = _potential(self, env)
+        return _interval(0.0, self.gamma * lo - hi, self.gamma * hi - lo, -hi, -lo)
 
     def _potential(self, state: CareerState) -> float:
         b = state.burnout
@@ -381,6 +457,15 @@ class LongTermShapedV1(_ShapedBase):
         }
     )
 
+    def term_bounds(self, env=None):
+        env = _env_params(env)
+        return {
+            "salary": (0.0, 1.0),
+            "burnout_penalty": _burnout_term(self.burnout_weight, env),
+            "shaping": self._shaping_bounds(env),
+            "termination_penalty": _interval(0.0, self.termination_penalty),
+        }
+
     def step(self, prev, action, state, terminated, truncated):
         return {
             "salary": state.salary_norm,
@@ -417,6 +502,16 @@ class LongTermShapedV2(_ShapedBase):
     def reset(self) -> None:
         super().reset()
         self._prev_state: CareerState | None = None
+
+    def term_bounds(self, env=None):
+        env = _env_params(env)
+        return {
+            "salary": (0.0, 1.0),
+            "burnout_penalty": _burnout_term(self.burnout_weight, env),
+            "shaping": self._shaping_bounds(env),
+            "momentum": _times(self.momentum_weight, -(1.0 + env.burnout_threshold), 1.0 + env.burnout_threshold),
+            "termination_penalty": _interval(0.0, self.termination_penalty),
+        }
 
     def step(self, prev, action, state, terminated, truncated):
         last = self._prev_state
@@ -472,6 +567,17 @@ class RiskSensitiveV1(Reward):
 
     def reset(self) -> None:
         self._window: deque[float] = deque(maxlen=self.window_size)
+
+    def term_bounds(self, env=None):
+        env = _env_params(env)
+        base = _add((0.0, 1.0), _burnout_term(self.burnout_weight, env))
+        # a population variance of values in [lo, hi] is at most (hi - lo)**2 / 4
+        return {
+            "salary": (0.0, 1.0),
+            "burnout_penalty": _burnout_term(self.burnout_weight, env),
+            "variance_penalty": _times(-self.risk_aversion, 0.0, (base[1] - base[0]) ** 2 / 4.0),
+            "termination_penalty": _interval(0.0, self.termination_penalty),
+        }
 
     def step(self, prev, action, state, terminated, truncated):
         burnout_penalty = -self.burnout_weight * state.burnout
@@ -533,6 +639,16 @@ class RiskSensitiveCvarV1(Reward):
     def reset(self) -> None:
         self._window: deque[float] = deque(maxlen=self.window_size)
 
+    def term_bounds(self, env=None):
+        env = _env_params(env)
+        base = _add((0.0, 1.0), _burnout_term(self.burnout_weight, env))
+        return {
+            "salary": (0.0, 1.0),
+            "burnout_penalty": _burnout_term(self.burnout_weight, env),
+            "cvar_penalty": _times(-self.cvar_weight, 0.0, max(0.0, -base[0])),
+            "termination_penalty": _interval(0.0, self.termination_penalty),
+        }
+
     def step(self, prev, action, state, terminated, truncated):
         burnout_penalty = -self.burnout_weight * state.burnout
         window = self._window
@@ -589,6 +705,13 @@ class SparseV1(Reward):
         }
     )
 
+    def term_bounds(self, env=None):
+        return {
+            "step_penalty": _interval(self.step_penalty),
+            "success_bonus": _interval(0.0, self.success_bonus),
+            "termination_penalty": _interval(0.0, self.termination_penalty),
+        }
+
     def step(self, prev, action, state, terminated, truncated):
         success = (
             truncated
@@ -636,6 +759,13 @@ class SparseMilestonesV1(Reward):
 
     def reset(self) -> None:
         self._reached: set[float] = set()
+
+    def term_bounds(self, env=None):
+        return {
+            "milestone_bonus": _interval(0.0, self.milestone_bonus * len(self.milestones)),
+            "success_bonus": _interval(0.0, self.success_bonus),
+            "termination_penalty": _interval(0.0, self.termination_penalty),
+        }
 
     def step(self, prev, action, state, terminated, truncated):
         bonus = 0.0
@@ -702,6 +832,15 @@ class DelayedV1(Reward):
         self._burnout_sum = 0.0
         self._steps = 0
 
+    def term_bounds(self, env=None):
+        env = _env_params(env)
+        return {
+            "outcome": _add(_times(self.salary_weight, 0.0, 1.0), _burnout_term(self.burnout_weight, env)),
+            "survival_bonus": _interval(0.0, self.survival_bonus),
+            "goal_bonus": _interval(0.0, self.goal_bonus),
+            "termination_penalty": _interval(0.0, self.termination_penalty),
+        }
+
     def step(self, prev, action, state, terminated, truncated):
         s, b = state.salary_norm, state.burnout
         self._salary_sum += s
@@ -766,6 +905,16 @@ class DelayedHindsightV1(Reward):
     def reset(self) -> None:
         self._stays = 0
         self._switches = 0
+
+    def term_bounds(self, env=None):
+        env = _env_params(env)
+        most = 0.1 * env.max_steps  # 0.1 per STAY or per SWITCH of one episode
+        return {
+            "outcome": _add((0.0, 1.0), _burnout_term(self.burnout_weight, env)),
+            "hindsight": _times(self.counterfactual_weight, -most, most),
+            "survival_bonus": _interval(0.0, self.survival_bonus),
+            "termination_penalty": _interval(0.0, self.termination_penalty),
+        }
 
     def step(self, prev, action, state, terminated, truncated):
         if action == SWITCH:
