@@ -66,7 +66,8 @@ class Calibration:
             return 0.0
         t = self.strength(scores)
         at_least = sum(1 for tc in self.strengths if tc >= t)
-        return 1.0 - (1 + at_least) / (self.n + 1)
+        # 12 significant digits, as audit.json stores floats, so a loaded audit equals the computed one
+        return float(f"{1.0 - (1 + at_least) / (self.n + 1):.12g}")
 
     def to_dict(self) -> dict:
         return {"source": self.source, "runs": self.n, "strengths": list(self.strengths),
