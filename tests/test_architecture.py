@@ -26,11 +26,13 @@ ALLOWED = {
     "envs": {"rlaudit", "errors"},
     "agents": BASE | {"envs", "recorder"},
     "integrations": BASE | {"recorder"},
+    "suites": BASE | {"agents", "envs", "recorder", "analyzer", "detectors", "reports"},
     "cli": BASE | {"analyzer", "detectors", "reports", "recorder"},
 }
-LAZY_ONLY = {"cli": {"envs", "agents"}}  # allowed inside functions only
+LAZY_ONLY = {"cli": {"envs", "agents", "integrations", "suites"}}  # allowed inside functions only
 CORE = {"errors", "schema", "layout", "recorder", "analyzer", "detectors", "reports", "cli"}
 HEAVY = {"torch", "stable_baselines3"}
+OPTIONAL = {"minari", "tensorboard", "jax", "h5py"}  # extras, imported inside the functions that need them
 
 
 def _package(path: Path) -> str:
@@ -73,6 +75,10 @@ def test_dependency_direction(path):
             pytest.fail(f"{path.relative_to(SRC)} imports {module}: the core must not import {root}")
         if package in CORE | {"envs"} and root in HEAVY and top_level:
             pytest.fail(f"{path.relative_to(SRC)} imports {module} at module level")
+        if package in CORE and root in OPTIONAL:
+            pytest.fail(f"{path.relative_to(SRC)} imports {module}: only rlaudit.integrations uses {root}")
+        if root in HEAVY | OPTIONAL and top_level and package == "integrations":
+            pytest.fail(f"{path.relative_to(SRC)} imports {module} at module level; import it lazily with an install hint")
         target = _target(module)
         if target is None or target == package:
             continue

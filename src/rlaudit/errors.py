@@ -44,3 +44,7 @@ def unknown_name(kind: str, name: object, choices: Iterable[object]) -> ConfigEr
     """The error for an unknown ``kind`` name: the name, a suggestion, the valid names."""
     choices = [str(c) for c in choices]
     return ConfigError(f"unknown {kind} {name!r}{did_you_mean(name, choices)}; expected one of: {', '.join(choices)}")
+
+
+class ReplayError(RlauditError):
+    """A recorded episode cannot be re-simulated (no seed, no env, or the env does not reproduce it)."""

@@ -251,8 +251,10 @@ MANIFEST_KEYS = (
     "gamma", "reward", "auditor_columns", "config", "counts", "dropped",
     "recorder", "versions", "host", "git_commit", "error",
 )
-#: Declarations the recorder lifts from ``config`` into the manifest when given (read by detectors).
-OPTIONAL_CONFIG_KEYS = ("auditor_goals", "reward_task_terms")
+#: Declarations the recorder lifts from ``config`` into the manifest when given: read by
+#: detectors (``auditor_goals``, ``reward_task_terms``) and written by importers
+#: (``source``: where the data came from; ``episode_level``: one row per episode).
+OPTIONAL_CONFIG_KEYS = ("auditor_goals", "reward_task_terms", "source", "episode_level")
 #: Keys only some manifests have: after ``recover``, in a parts folder, and declarations from ``config``.
 OPTIONAL_MANIFEST_KEYS = ("unreadable_segments", "pid", "updated_at", *OPTIONAL_CONFIG_KEYS)
 

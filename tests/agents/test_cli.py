@@ -111,6 +111,9 @@ def test_demo_quick_records_every_planned_run_and_skips_them_on_rerun(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"recorded {len(planned)} runs" in result.stdout
     assert listed(tmp_path) == {run_id: "complete" for run_id in planned}
+    # the demo ends by auditing the store and writing the report
+    assert result.stdout.strip().splitlines()[-1] == f"report: {tmp_path / 'audit' / 'report.html'}"
+    assert (tmp_path / "audit" / "audit.json").is_file() and (tmp_path / "audit" / "report.html").is_file()
     hacking = json.loads(pq.read_schema(tmp_path / "dqn-salary_only-stable-s0.parquet").metadata[b"rlaudit.manifest"])
     assert hacking["reward"]["params"]["burnout_weight"] == 0.0
     assert "info.burnout" in hacking["auditor_columns"]
@@ -130,7 +133,8 @@ def test_two_demos_into_one_store_at_once_share_the_work(tmp_path):
     for proc, (out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err
     assert listed(tmp_path) == {run_id: "complete" for run_id in planned}
-    recorded = sum(int(out.strip().splitlines()[-1].split()[1]) for out, _ in outputs)
+    recorded = sum(int(next(line for line in out.splitlines() if line.startswith("recorded ")).split()[1])
+                   for out, _ in outputs)
     assert recorded == len(planned)  # each run recorded exactly once
 
 

@@ -120,7 +120,7 @@ def test_audit_json_is_byte_identical_across_runs(mixed_store, tmp_path):
     assert data["format"] == "rlaudit-audit" and data["rlaudit_version"] == rlaudit.__version__
     assert data["inputs"]["run_ids"] == sorted(data["inputs"]["run_ids"])
     assert {f["path"] for f in data["inputs"]["files"]} >= {str(mixed_store / "spiky.parquet")}
-    assert data["detectors"][1]["params"]["z"] == 10.0
+    assert next(d for d in data["detectors"] if d["name"] == "reward-spike")["params"]["z"] == 10.0
     assert "per_task_s" in data["timings"] and data["timings"]["total_s"] > 0
     # NaN evidence values are written as strings, the file is strict JSON
     nan_finding = next(f for f in data["findings"] if f["detector"] == "non-finite")

@@ -242,3 +242,17 @@ def test_truncation_needs_a_baseline(tmp_path):
     record_run(tmp_path, "short", [[1.0] * 5] * 12)
     out = run(tmp_path, "truncation-exploitation")
     assert status(out, "short").status == "skipped" and "needs at least 20 finished episodes" in status(out, "short").reason
+
+
+def test_career_runs_declare_auditor_goals_and_task_terms(tmp_path):
+    from rlaudit.agents.experiments import ExperimentProtocol, run_experiment
+
+    run_experiment(ExperimentProtocol(agent="random", seed=0, episodes=3, eval_episodes=0,
+                                      env_params={"max_steps": 20}), tmp_path)
+    with rlaudit.open(tmp_path) as store:
+        (run_obj,) = store.runs.values()
+        manifest = run_obj.manifest
+    assert manifest["auditor_goals"] == {"info.burnout": "min", "info.salary": "max"}
+    assert manifest["reward_task_terms"] == ["salary"]
+    out = run(tmp_path, "reward-term-dominance")
+    assert {r.status for r in out.results} == {"clean"}

@@ -170,3 +170,27 @@ def test_training_instability_skips_runs_without_metrics(tmp_path):
     record_run(tmp_path, "r", _noisy_rewards(19))
     out = _run(tmp_path, "training-instability")
     assert _status(out, "r").status == "skipped" and "metrics" in _status(out, "r").reason
+
+
+def test_training_instability_a_loss_growing_with_the_returns_is_not_a_blow_up(tmp_path):
+    # PPO's value loss grows with the returns it predicts: 1000x over training, smoothly
+    metrics = [(k * 50 + 49, {"train/value_loss": float(10 ** (3 * k / 59))}) for k in range(60)]
+    record_policy_run(tmp_path, "grows", _noisy_rewards(20), metrics=metrics)
+    jump = [(k * 50 + 49, {"train/value_loss": 1.0 if k < 40 else 500.0}) for k in range(60)]
+    record_policy_run(tmp_path, "jumps", _noisy_rewards(20), metrics=jump)
+    out = _run(tmp_path, "training-instability")
+    assert _status(out, "grows").status == "clean"
+    (f,) = out.findings
+    assert f.run_id == "jumps" and f.episode_start == 40 and f.actual["check"] == "loss"
+
+
+def test_sparse_reward_stall_constant_reward_informs_through_length(tmp_path):
+    # CartPole-like: +1 every step, episode lengths vary -> dense enough; MountainCar-like: -1 and always the limit
+    rng = np.random.default_rng(21)
+    record_policy_run(tmp_path, "alive", [[1.0] * int(rng.integers(10, 60)) for _ in range(40)],
+                      metrics=_update_metrics(21))
+    record_policy_run(tmp_path, "stuck", [[-1.0] * 50 for _ in range(40)], metrics=_update_metrics(21))
+    out = _run(tmp_path, "sparse-reward-stall")
+    assert _status(out, "alive").status == "clean"
+    (f,) = out.findings
+    assert f.run_id == "stuck" and f.actual["reward_mode"] == -1.0

@@ -83,3 +83,21 @@ def test_skips_with_reasons(tmp_path):
     assert _status(out, "novalue").reason == (
         "needs value estimates: a 'value' or 'q' column, or a q_max / q_mean / value_mean metric")
     assert _status(out, "nogamma").reason.startswith("needs manifest key 'gamma'")
+
+
+def test_non_finite_values_are_left_to_non_finite_which_finds_them(tmp_path):
+    from rlaudit.recorder.core import Recorder
+
+    with Recorder(tmp_path, "nanq", config={"gamma": 0.9, "reward_bounds": [0.0, 1.0]}) as rec:
+        for k in range(25):
+            rec.reset([k, 0.0])
+            for t in range(10):
+                bad = (k, t) == (20, 3)
+                v = 0.5 * (1 - 0.9 ** (10 - t)) / 0.1  # the true discounted return-to-go
+                rec.step(0, [k, t + 1.0], 0.5, t == 9, False, value=float("nan") if bad else v,
+                         q=[float("inf") if bad else v, v - 1.0])
+    out = _run(tmp_path, NAME)
+    assert out.findings == () and _status(out, "nanq").status == "clean"
+    nf = _run(tmp_path, "non-finite")
+    assert {f.actual["column"] for f in nf.findings} == {"value", "q"}
+    assert all(f.step_start == 20 * 10 + 3 for f in nf.findings)

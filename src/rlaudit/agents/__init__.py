@@ -22,6 +22,8 @@ _LAZY = {
     "list_agents": "rlaudit.agents.common",
     "LEARNING_AGENTS": "rlaudit.agents.common",
     "torch_settings": "rlaudit.agents.common",
+    "save_policy": "rlaudit.agents.common",
+    "load_policy": "rlaudit.agents.common",
     "DQNAgent": "rlaudit.agents.dqn",
     "DQNConfig": "rlaudit.agents.dqn",
     "PPOAgent": "rlaudit.agents.ppo",
@@ -51,10 +53,12 @@ __all__ = [
     "Progress",
     "demo_protocols",
     "list_agents",
+    "load_policy",
     "make_agent",
     "make_heuristic",
     "run_demo",
     "run_experiment",
+    "save_policy",
     "torch_settings",
 ]
 

@@ -139,6 +139,65 @@ def make_agent(name: str, observation_space, action_space, *, seed: int | None =
     return make_heuristic(name, seed=seed, **params)
 
 
+POLICY_FORMAT = "rlaudit-policy"
+POLICY_SUFFIX = ".policy.pt"
+"""A learned agent's final policy is saved beside its run as ``<run_id>.policy.pt``."""
+
+
+def _network(agent):
+    net = getattr(agent, "q_net", None) or getattr(agent, "net", None)
+    if net is None:
+        raise ConfigError(f"agent {getattr(agent, 'name', agent)!r} has no network to save")
+    return net
+
+
+def save_policy(agent, path) -> bool:
+    """Save a DQN/PPO agent's acting network to ``path`` (never over an existing file).
+
+    Returns False when ``path`` already exists.
+    """
+    import torch
+
+    payload = {
+        "format": POLICY_FORMAT,
+        "agent": agent.name,
+        "hyperparameters": agent.hyperparameters(),
+        "obs_dim": int(agent.obs_dim),
+        "n_actions": int(agent.n_actions),
+        "policy_version": int(agent.policy_version),
+        "state_dict": _network(agent).state_dict(),
+    }
+    try:
+        with open(path, "xb") as fh:
+            torch.save(payload, fh)
+    except FileExistsError:
+        return False
+    return True
+
+
+def load_policy(path):
+    """The agent saved by :func:`save_policy`, acting greedily with ``act(obs, explore=False)``."""
+    require_torch("a saved policy")
+    import gymnasium as gym
+    import numpy as np
+    import torch
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError(f"no saved policy at {path}") from None
+    except Exception as exc:
+        raise ConfigError(f"{path} is not a saved rlaudit policy ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != POLICY_FORMAT:
+        raise ConfigError(f"{path} is not a saved rlaudit policy")
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (payload["obs_dim"],), np.float32)
+    agent = make_agent(payload["agent"], obs_space, gym.spaces.Discrete(payload["n_actions"]), seed=0,
+                       **payload["hyperparameters"])
+    _network(agent).load_state_dict(payload["state_dict"])
+    agent.updates = payload["policy_version"]
+    return agent
+
+
 def check_discrete_box(observation_space, action_space, agent: str) -> tuple[int, int]:
     """Return (observation size, number of actions) or raise ConfigError."""
     import gymnasium as gym

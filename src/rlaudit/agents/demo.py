@@ -31,19 +31,13 @@ and skipped (``rlaudit recover`` finalises it).
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from rlaudit.agents.experiments import (
-    ExperimentProtocol,
-    ExperimentResult,
-    run_experiment,
-)
-from rlaudit.errors import ConfigError, RunExistsError
+from rlaudit.agents.experiments import ExperimentProtocol, ExperimentResult
+from rlaudit.agents.recording import RecordingSummary, record_protocols
+
+DemoSummary = RecordingSummary
 
 HEURISTIC_BASELINES = (
     "always_switch",
@@ -58,19 +52,6 @@ SALARY_ONLY = {"burnout_weight": 0.0, "termination_penalty": 0.0}
 """short_term_v1 parameters of the reward-hacking run: salary is the whole reward."""
 MYOPIC_DQN = {"gamma": 0.0}
 """A DQN that values only the next reward (a contextual bandit)."""
-
-# Relative cost of a run, to start the longest first.
-_COST = {"dqn": 10.0, "ppo": 3.0}
-
-
-@dataclass
-class DemoSummary:
-    """What :func:`run_demo` did: results of the recorded runs and the skipped ones."""
-
-    store: str
-    results: list[ExperimentResult] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (run_id, reason)
-
 
 def _budget(quick: bool) -> dict:
     if quick:
@@ -115,18 +96,6 @@ def demo_protocols(*, quick: bool = False) -> list[ExperimentProtocol]:
     return protocols
 
 
-def _cost(protocol: ExperimentProtocol) -> float:
-    cost = _COST.get(protocol.agent, 1.0)
-    if protocol.reward_params:
-        cost /= 3.0  # the salary-trap run burns out early: short episodes
-    return cost
-
-
-def _record(protocol_dict: dict, store: str) -> ExperimentResult:
-    """Worker entry point (top level so that a spawned process can import it)."""
-    return run_experiment(ExperimentProtocol.from_dict(protocol_dict), store)
-
-
 def run_demo(
     store: str | os.PathLike,
     *,
@@ -134,71 +103,5 @@ def run_demo(
     workers: int | None = None,
     on_done: Callable[[str, ExperimentResult | None, str | None], None] | None = None,
 ) -> DemoSummary:
-    """Record the demo set into ``store``; see the module docstring.
-
-    ``workers`` processes record runs in parallel (default: 2, or 1 on a
-    one-core machine; 1 records in this process). ``on_done(run_id, result,
-    skip_reason)`` is called as each run finishes or is skipped.
-    """
-    from rlaudit import schema
-
-    if workers is None:
-        workers = min(2, os.cpu_count() or 1)
-    if not isinstance(workers, int) or workers < 1:
-        raise ConfigError(f"workers must be a positive integer; found {workers!r}")
-    store_path = Path(store)
-    summary = DemoSummary(store=str(store_path))
-    todo: list[ExperimentProtocol] = []
-    planned = demo_protocols(quick=quick)
-    for protocol in planned:
-        protocol.validate()  # fail before any run starts (e.g. torch missing)
-    for protocol in planned:
-        run_id = protocol.run_id
-        reason = None
-        if (store_path / f"{run_id}{schema.STEPS_SUFFIX}").exists():
-            reason = "already recorded"
-        elif (store_path / f"{run_id}{schema.PARTS_SUFFIX}").exists():
-            reason = "unfinished recording from an interrupted run; finalise it with `rlaudit recover`"
-        if reason is None:
-            todo.append(protocol)
-        else:
-            summary.skipped.append((run_id, reason))
-            if on_done is not None:
-                on_done(run_id, None, reason)
-    todo.sort(key=_cost, reverse=True)
-    store_path.mkdir(parents=True, exist_ok=True)
-
-    def finished(protocol: ExperimentProtocol, outcome: Callable[[], ExperimentResult]) -> None:
-        try:
-            result = outcome()
-        except RunExistsError:  # another demo recorded this run since the check above
-            reason = "recorded meanwhile by another process"
-            summary.skipped.append((protocol.run_id, reason))
-            if on_done is not None:
-                on_done(protocol.run_id, None, reason)
-            return
-        summary.results.append(result)
-        if on_done is not None:
-            on_done(result.run_id, result, None)
-
-    if workers == 1 or len(todo) <= 1:
-        for protocol in todo:
-            finished(protocol, lambda: run_experiment(protocol, store_path))
-        return summary
-
-    # Spawned workers: no inherited torch thread pools or locks from this process.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending = {pool.submit(_record, p.to_dict(), str(store_path)): p for p in todo}
-        try:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    finished(pending.pop(future), future.result)
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
-    order = {p.run_id: i for i, p in enumerate(demo_protocols(quick=quick))}
-    summary.results.sort(key=lambda r: order.get(r.run_id, len(order)))
-    return summary
+    """Record the demo set into ``store``; see the module docstring and :func:`record_protocols`."""
+    return record_protocols(demo_protocols(quick=quick), store, workers=workers, on_done=on_done)

@@ -7,6 +7,9 @@ seed. :func:`run_experiment` trains the agent on the career environment,
 interleaves greedy evaluation episodes, records every step (phase ``train`` or
 ``eval``) and every update's metrics through :class:`rlaudit.Recorder`, and
 stores the protocol in the run manifest so that the run can be repeated.
+A DQN or PPO agent's final policy is saved beside the run as
+``<run_id>.policy.pt`` (manifest ``config.policy_file``) so that
+counterfactual replay can roll it out.
 
 Seeding. One ``numpy.random.SeedSequence(protocol.seed)`` is split into three
 independent streams: the agent's seed, the reset seeds of the training
@@ -39,7 +42,8 @@ ENV_ID = "rlaudit/Career-v0"
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,199}$")
 DEFAULT_AUDITOR_COLUMNS = ("info.burnout", "info.salary")
 #: Whether higher ("max") or lower ("min") is better for each auditor signal of the career env.
-AUDITOR_GOALS = {"info.burnout": "min", "info.salary": "max", "info.salary_norm": "max"}
+AUDITOR_GOALS = {"info.burnout": "min", "info.salary": "max", "info.salary_norm": "max",
+                 "info.job_switches": "min"}
 #: Reward terms that are the task by design (the audit lets them carry most of the return).
 TASK_TERMS = {
     "short_term_v1": ("salary",), "short_term_v2": ("salary",),
@@ -95,6 +99,15 @@ class ExperimentProtocol:
     """Columns the auditor treats as true outcomes (not seen by the learner as reward)."""
     description: str = ""
     """Free text kept in the manifest (hypothesis, expected failure, ...)."""
+    shift: dict[str, Any] | None = None
+    """A change of environment during the run: ``{"after_episode": k, "regime": ..., "env_params": {...}}``.
+
+    After ``k`` training episodes the policy is evaluated in the current
+    environment (unless that evaluation just ran), the environment is rebuilt
+    with the new regime and/or parameters (merged over ``env_params``), the
+    policy is evaluated again at once in the new environment, and training
+    continues there. The metric ``env_shift`` (1.0) marks the global step of
+    the change in the metrics table."""
 
     @property
     def run_id(self) -> str:
@@ -157,6 +170,8 @@ class ExperimentProtocol:
             )
         if not isinstance(self.description, str):
             raise ConfigError(f"protocol description must be text; found {self.description!r}")
+        if self.shift is not None:
+            self._validate_shift()
         # Reward, environment and agent parameters are checked by building them.
         envs.get_reward(self.reward, **self.reward_params)
         envs.EnvironmentParams.for_regime(self.regime, **self.env_params)
@@ -169,6 +184,31 @@ class ExperimentProtocol:
 
             make_heuristic(self.agent, seed=0, **self.agent_params)
         return self
+
+    def _validate_shift(self) -> None:
+        from rlaudit import envs
+
+        shift = self.shift
+        expected = 'a mapping like {"after_episode": 50, "regime": "recession", "env_params": {...}}'
+        if not isinstance(shift, dict):
+            raise ConfigError(f"protocol shift must be {expected}; found {shift!r}")
+        unknown = sorted(set(shift) - {"after_episode", "regime", "env_params"})
+        if unknown:
+            raise ConfigError(f"protocol shift has unknown key {unknown[0]!r}; expected {expected}")
+        k = shift.get("after_episode")
+        if not _is_int(k) or k < 1:
+            raise ConfigError(f"protocol shift after_episode must be a positive integer; found {k!r}")
+        if self.episodes is not None and k > self.episodes:
+            raise ConfigError(f"protocol shift after_episode ({k}) is beyond the {self.episodes} training episodes")
+        if "regime" not in shift and "env_params" not in shift:
+            raise ConfigError(f"protocol shift changes nothing: give a regime or env_params; expected {expected}")
+        if not isinstance(shift.get("env_params", {}), dict):
+            raise ConfigError(f"protocol shift env_params must be a mapping; found {shift['env_params']!r}")
+        envs.EnvironmentParams.for_regime(shift.get("regime", self.regime), **self.shifted_env_params())
+
+    def shifted_env_params(self) -> dict[str, Any]:
+        """Environment parameters after the shift (the protocol's, updated with the shift's)."""
+        return {**self.env_params, **((self.shift or {}).get("env_params") or {})}
 
     # --- serialisation --------------------------------------------------------
 
@@ -286,19 +326,35 @@ def episode_seeds(seed: int) -> tuple[int, np.random.Generator, np.random.SeedSe
     return agent_seed, np.random.default_rng(train_ss), eval_ss
 
 
-def make_env(protocol: ExperimentProtocol):
-    """The career env of ``protocol`` and the kwargs that rebuild it with gymnasium.make."""
+def make_env_kwargs(protocol: ExperimentProtocol, *, shifted: bool = False) -> dict[str, Any]:
+    """The gymnasium.make kwargs of the career env of ``protocol`` (after its shift when ``shifted``)."""
+    regime = (protocol.shift or {}).get("regime", protocol.regime) if shifted else protocol.regime
+    env_params = protocol.shifted_env_params() if shifted else protocol.env_params
+    env_kwargs: dict[str, Any] = {"regime": regime, "reward": protocol.reward}
+    if protocol.reward_params:
+        env_kwargs["reward_params"] = dict(protocol.reward_params)
+    if env_params:
+        env_kwargs["params"] = dict(env_params)
+    return env_kwargs
+
+
+def make_env(protocol: ExperimentProtocol, *, shifted: bool = False):
+    """The career env of ``protocol`` (after its shift when ``shifted``) and the kwargs that rebuild it
+    with gymnasium.make."""
     import gymnasium as gym
 
     import rlaudit.envs  # noqa: F401  (registers the env id)
 
-    env_kwargs: dict[str, Any] = {"regime": protocol.regime, "reward": protocol.reward}
-    if protocol.reward_params:
-        env_kwargs["reward_params"] = dict(protocol.reward_params)
-    if protocol.env_params:
-        env_kwargs["params"] = dict(protocol.env_params)
+    env_kwargs = make_env_kwargs(protocol, shifted=shifted)
     env = gym.make(ENV_ID, disable_env_checker=True, **env_kwargs)
     return env, env_kwargs
+
+
+def env_meta(env) -> dict[str, Any]:
+    """Manifest facts that let replay rebuild the env without importing rlaudit.envs first."""
+    spec = env.spec
+    entry = spec.entry_point if isinstance(spec.entry_point, str) else None
+    return {"entry_point": entry, "max_episode_steps": spec.max_episode_steps}
 
 
 def _run_episode(env, agent, rec, reset_seed: int, *, learn: bool) -> tuple[float, int, int]:
@@ -371,10 +427,12 @@ def run_experiment(
                 "protocol": protocol.to_dict(),
                 "agent_seed": agent_seed,
             }
+            if protocol.shift is not None:
+                config["shifted_env_kwargs"] = make_env_kwargs(protocol, shifted=True)
             rec = Recorder(
                 store, protocol.run_id, config=config, env_id=ENV_ID, env_kwargs=env_kwargs,
                 observation_space=env.observation_space, action_space=env.action_space,
-                info_prefix="reward_", on_exists=on_exists,
+                env_meta=env_meta(env), info_prefix="reward_", on_exists=on_exists,
             )
             with rec:
                 train_returns: list[float] = []
@@ -414,8 +472,23 @@ def run_experiment(
                     if (protocol.eval_episodes and protocol.eval_interval
                             and len(train_returns) % protocol.eval_interval == 0):
                         evaluate()
+                    if protocol.shift is not None and len(train_returns) == protocol.shift["after_episode"]:
+                        if protocol.eval_episodes and (not evaluations
+                                                       or evaluations[-1].after_episode != len(train_returns)):
+                            evaluate()
+                        env.close()
+                        env, _ = make_env(protocol, shifted=True)
+                        rec.log_metrics(rec.global_step, env_shift=1.0)
+                        if protocol.eval_episodes:
+                            evaluate()
                 if protocol.eval_episodes and (not evaluations or evaluations[-1].after_episode != len(train_returns)):
                     evaluate()
+                if learning:
+                    from rlaudit.agents.common import POLICY_SUFFIX, save_policy
+
+                    policy_path = Path(store) / f"{rec.run_id}{POLICY_SUFFIX}"
+                    if save_policy(agent, policy_path):
+                        rec.annotate(policy_file=policy_path.name)
             path = str(rec.path)
             run_id = rec.run_id
     finally:

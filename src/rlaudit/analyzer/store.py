@@ -150,11 +150,31 @@ class Run:
     schema: pa.Schema = field(repr=False, compare=False)
 
     def has(self, column: str) -> bool:
-        """True when the run stores ``column`` (``"info.burnout"`` for a struct field)."""
+        """True when the run stores ``column`` (``"info.burnout"`` for a struct field).
+
+        An episode-level run (imported from episode summaries) has no step
+        columns: its rows stand for whole episodes, see :attr:`episode_level`.
+        """
+        if self.episode_level is not None:
+            return False
         if "." in column:
             top, _, sub = column.partition(".")
             return sub in self.struct_fields.get(top, ())
         return column in self.columns
+
+    @property
+    def episode_level(self) -> str | None:
+        """Why the run holds one row per episode instead of one per step (None for step-level runs).
+
+        Declared by importers in the manifest key ``episode_level``; each row
+        then stands for one episode: ``reward`` is its return, ``t`` its last
+        step, ``global_step`` the run's step count at that last step.
+        """
+        declared = self.manifest.get("episode_level")
+        if not declared:
+            return None
+        reason = declared.get("reason") if isinstance(declared, dict) else None
+        return reason if isinstance(reason, str) and reason else "the run holds episode-level data only"
 
     @property
     def gamma(self) -> float | None:
@@ -309,7 +329,21 @@ class Store(_Queries):
         con = self._con
         files = self.step_files
         schemas = [r.schema for r in self._sources.values() if r.step_files]
-        if files:
+        self._conflicts = conflicting_columns(schemas)
+        if files and self._conflicts:
+            # e.g. Discrete (integer) and Box (list) actions in one store: no common type exists, so
+            # store-wide the column reads as JSON text; each run's scoped view keeps its own type.
+            parts = []
+            for source in self._sources.values():
+                if not source.step_files:
+                    continue
+                run_files = "[" + ", ".join(_literal(f) for f in source.step_files) + "]"
+                mine = [c for c in self._conflicts if c in source.schema.names]
+                replace = (" REPLACE (" + ", ".join(f"CAST(to_json({ident(c)}) AS VARCHAR) AS {ident(c)}" for c in mine)
+                           + ")") if mine else ""
+                parts.append(f"SELECT *{replace} FROM read_parquet({run_files}, union_by_name = true, can_have_nan = true)")
+            con.execute("CREATE VIEW steps AS " + " UNION ALL BY NAME ".join(parts))
+        elif files:
             same = all(s.equals(schemas[0]) for s in schemas[1:])
             file_list = "[" + ", ".join(_literal(f) for f in files) + "]"
             union = "" if same else ", union_by_name = true"
@@ -359,7 +393,7 @@ class Store(_Queries):
             )
             terms = f"struct_pack({packed}) AS term_returns,\n"
         seed = "min(reset_seed)" if "reset_seed" in self._step_columns else "CAST(NULL AS BIGINT)"
-        return f"""
+        steps_sql = f"""
 SELECT run_id, env_index, episode,
   any_value(phase) AS phase,
   count(*) AS length,
@@ -372,7 +406,39 @@ SELECT run_id, env_index, episode,
   {seed} AS reset_seed,
   min(global_step) AS first_global_step,
   max(global_step) AS last_global_step
+FROM steps"""
+        summarised = sorted(rid for rid, run in self.runs.items() if run.episode_level is not None)
+        if not summarised:
+            return steps_sql + "\nGROUP BY run_id, env_index, episode"
+        # Episode-level runs (imports of episode summaries): a row per episode whose t is
+        # the episode's last step and whose reward is its return; termination is unknown.
+        # In a vector run global_step grows by num_envs per step of one sub-env.
+        ids = ", ".join(_literal(rid) for rid in summarised)
+        widths = {rid: _to_int(self.runs[rid].manifest.get("num_envs")) or 1 for rid in summarised}
+        width = "1"
+        if any(w > 1 for w in widths.values()):
+            width = "CASE run_id " + " ".join(
+                f"WHEN {_literal(rid)} THEN {w}" for rid, w in sorted(widths.items()) if w > 1) + " ELSE 1 END"
+        null_terms = ""
+        if self._term_fields:
+            null_terms = "struct_pack(" + ", ".join(
+                f"{ident(n)} := CAST(NULL AS DOUBLE)" for n in self._term_fields) + ") AS term_returns,\n"
+        return f"""{steps_sql}
+WHERE run_id NOT IN ({ids})
+GROUP BY run_id, env_index, episode
+UNION ALL BY NAME
+SELECT run_id, env_index, episode,
+  any_value(phase) AS phase,
+  max(t) + 1 AS length,
+  sum(reward) AS return,
+  {null_terms}  CAST(NULL AS BOOLEAN) AS terminated,
+  CAST(NULL AS BOOLEAN) AS truncated,
+  'unknown' AS termination,
+  {seed} AS reset_seed,
+  min(global_step - t * {width}) AS first_global_step,
+  max(global_step) AS last_global_step
 FROM steps
+WHERE run_id IN ({ids})
 GROUP BY run_id, env_index, episode"""
 
     def _runs_table(self) -> pa.Table:
@@ -491,6 +557,8 @@ GROUP BY run_id, env_index, episode"""
                 for name, dtype in self._step_types:
                     if name not in own:
                         cols.append(f"CAST(NULL AS {dtype}) AS {ident(name)}")
+                    elif name in self._conflicts:
+                        cols.append(ident(name))  # no common type with other runs: keep the run's own
                     elif own[name] != dtype:
                         cols.append(f"CAST({ident(name)} AS {dtype}) AS {ident(name)}")
                     else:
@@ -558,6 +626,33 @@ GROUP BY run_id, env_index, episode"""
 
     def __repr__(self) -> str:
         return f"Store({len(self.runs)} runs, {self.total_steps:,} steps, {len(self.problems)} problems)"
+
+
+def _type_kind(t: pa.DataType) -> str | None:
+    """What a column's values are, for telling castable type differences from impossible ones."""
+    if pa.types.is_null(t):
+        return None
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t):
+        return "number"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return f"list<{_type_kind(t.value_type)}>"
+    if pa.types.is_struct(t):
+        return "struct"
+    return str(t)
+
+
+def conflicting_columns(schemas: Sequence[pa.Schema]) -> tuple[str, ...]:
+    """Top-level columns whose values are of different kinds in different runs (a number in one, a list
+    in another): no type holds both."""
+    kinds: dict[str, set[str]] = {}
+    for sch in schemas:
+        for f in sch:
+            kind = _type_kind(f.type)
+            if kind is not None:
+                kinds.setdefault(f.name, set()).add(kind)
+    return tuple(sorted(name for name, k in kinds.items() if len(k) > 1))
 
 
 def _duck_type(t: pa.DataType) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Iterator
 
@@ -15,6 +16,7 @@ from rlaudit.detectors.episode_stats import (
     num,
     persistent_span,
     quantised_key_sql,
+    scalar_kind,
     span_fields,
     welch_greater,
 )
@@ -50,6 +52,9 @@ def key_sql(ctx: Context, column: str, resolution: float, *, declared: bool) -> 
     """
     dims = list_dims(ctx, column)
     if dims is None:
+        kind = scalar_kind(ctx, column) or ""
+        if kind in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "BOOLEAN"):
+            return ident(column), {}, "exact values"
         return f"hash({ident(column)})", {}, "exact values"
     lows = highs = None
     how = "the reached range"
@@ -60,11 +65,11 @@ def key_sql(ctx: Context, column: str, resolution: float, *, declared: bool) -> 
             lows, highs = bounds
             how = "the declared bounds"
     if lows is None:
-        lows, highs = dim_ranges(ctx, column)
+        lows, highs = dim_ranges(ctx, column, dims)
     if len(lows) != dims:
         return f"hash({ident(column)})", {}, "exact values"
     widths = [(h - lo) * resolution if h > lo else 1.0 for lo, h in zip(lows, highs)]
-    return quantised_key_sql(column), {"lows": lows, "widths": widths}, f"cells of {resolution:g} of {how}"
+    return quantised_key_sql(column, dims), {"lows": lows, "widths": widths}, f"cells of {resolution:g} of {how}"
 
 
 # -- state-cycling ----------------------------------------------------------------
@@ -78,6 +83,7 @@ def state_cycling(
     min_effect: float = 0.5,
     alpha: float = 0.01,
     min_episodes: int = 5,
+    gate_steps: int = 1_000_000,
     cap: int = 50,
 ) -> Iterator[Finding]:
     """Episodes that revisit the same states in a loop and earn more in the loop than elsewhere.
@@ -93,7 +99,11 @@ def state_cycling(
         least ``min_episodes``) and requires that the loop steps in it earn
         more per step than the run's non-loop steps, by at least
         ``min_effect`` standard deviations of the step reward, with a
-        one-sided Welch p <= ``alpha``.
+        one-sided Welch p <= ``alpha``. Runs of more than ``gate_steps``
+        steps are first screened on every 8th episode (chosen by a hash of
+        env_index and episode): without a looping episode there, the run is
+        clean (a stretch of 40 looping episodes escapes the screen with
+        probability 0.5%).
 
     Why it matters:
         A policy that goes round in circles and is paid on every lap is
@@ -125,22 +135,33 @@ def state_cycling(
     """
     key, params, how = key_sql(ctx, "obs", resolution, declared=False)
     query = f"""
-        WITH k AS (SELECT env_index, episode, global_step, reward, {key} AS state
-                   FROM steps WHERE run_id = $run_id AND obs IS NOT NULL AND isfinite(reward)),
-             c AS (SELECT *, count(*) OVER (PARTITION BY env_index, episode, state) AS visits FROM k)
-        SELECT env_index, episode, min(global_step) AS first_global_step, max(global_step) AS last_global_step,
-               count(*) AS steps, count(*) FILTER (WHERE visits > 1) AS loop_steps, max(visits) AS max_visits,
-               avg(reward) FILTER (WHERE visits > 1) AS loop_reward,
-               avg(reward) FILTER (WHERE visits = 1) AS other_reward,
-               coalesce(sum(reward) FILTER (WHERE visits > 1), 0) AS loop_sum,
-               coalesce(sum(reward * reward) FILTER (WHERE visits > 1), 0) AS loop_sq,
-               coalesce(sum(reward) FILTER (WHERE visits = 1), 0) AS other_sum,
-               coalesce(sum(reward * reward) FILTER (WHERE visits = 1), 0) AS other_sq
-        FROM c GROUP BY env_index, episode
+        WITH v AS (SELECT env_index, episode, {key} AS state, count(*) AS visits, min(global_step) AS g0,
+                          max(global_step) AS g1, sum(reward) AS rs, sum(reward * reward) AS rq
+                   FROM steps WHERE run_id = $run_id AND obs IS NOT NULL AND isfinite(reward)
+                   GROUP BY env_index, episode, state)
+        SELECT env_index, episode, min(g0) AS first_global_step, max(g1) AS last_global_step,
+               sum(visits) AS steps, coalesce(sum(visits) FILTER (WHERE visits > 1), 0) AS loop_steps,
+               max(visits) AS max_visits,
+               sum(rs) FILTER (WHERE visits > 1) / sum(visits) FILTER (WHERE visits > 1) AS loop_reward,
+               sum(rs) FILTER (WHERE visits = 1) / sum(visits) FILTER (WHERE visits = 1) AS other_reward,
+               coalesce(sum(rs) FILTER (WHERE visits > 1), 0) AS loop_sum,
+               coalesce(sum(rq) FILTER (WHERE visits > 1), 0) AS loop_sq,
+               coalesce(sum(rs) FILTER (WHERE visits = 1), 0) AS other_sum,
+               coalesce(sum(rq) FILTER (WHERE visits = 1), 0) AS other_sq
+        FROM v GROUP BY env_index, episode
     """
-    rows = ctx.sql(query + " ORDER BY first_global_step, env_index", **params).rows()
-    if not rows:
+    n_steps = ctx.sql("SELECT count(*) FROM steps WHERE run_id = $run_id AND obs IS NOT NULL").scalar() or 0
+    if n_steps == 0:
         ctx.skip("needs recorded observations; every obs is null")
+    if n_steps > gate_steps:
+        # large run: look at every 8th episode first (hashed, so spread over the run); a stretch of
+        # looping episodes long enough to matter shows up there, and most runs stop here
+        sample = query.replace("AND isfinite(reward)", "AND isfinite(reward) AND hash(env_index, episode) % 8 = 0", 1)
+        looping = ctx.sql(f"SELECT count(*) FROM ({sample}) WHERE loop_steps >= $min_loop_fraction * steps",
+                          min_loop_fraction=min_loop_fraction, **params).scalar()
+        if not looping:
+            return
+    rows = ctx.sql(query + " ORDER BY first_global_step, env_index", **params).rows()
     arr = np.array([r[4:6] + r[9:13] for r in rows], dtype=float)
     steps, loops, lsum, lsq, osum, osq = arr.T
     n_other = float((steps - loops).sum())
@@ -152,7 +173,8 @@ def state_cycling(
     sd = math.sqrt(var_all)
     m_o = float(osum.sum() / n_other)
     v_o = max(float(osq.sum() / n_other - m_o ** 2), 0.0)
-    span = persistent_span(loops >= min_loop_fraction * steps, min_episodes=min_episodes)
+    span = persistent_span(loops >= min_loop_fraction * steps, min_episodes=min_episodes,
+                           groups=[r[0] for r in rows])
     if span is None:
         return
     mb = span.members
@@ -167,7 +189,8 @@ def state_cycling(
         return
     fields = span_fields(rows, span)
     evidence = ctx.evidence(
-        "SELECT env_index, episode, first_global_step, steps, loop_steps, max_visits, loop_reward, other_reward "
+        "SELECT env_index, episode, first_global_step, steps, loop_steps, max_visits, "
+        "round(loop_reward, 6) AS loop_reward, round(other_reward, 6) AS other_reward "
         f"FROM ({query}) AS ep WHERE first_global_step BETWEEN $step_start AND $step_end "
         "AND loop_steps >= $min_loop_fraction * steps ORDER BY first_global_step, env_index",
         cap=cap, step_start=fields["step_start"], step_end=fields["step_end"],
@@ -197,8 +220,9 @@ def action_repetition(
     share: float = 0.95,
     max_period: int = 4,
     resolution: float = 1e-3,
-    min_episodes: int = 5,
+    min_episodes: int = 10,
     min_steps: int = 100,
+    gate_steps: int = 1_000_000,
     cap: int = 50,
 ) -> Iterator[Finding]:
     """A degenerate policy: one action, or one short repeating pattern of actions, for a long stretch of the run.
@@ -216,7 +240,12 @@ def action_repetition(
         p repeats on at least ``share`` of them while consecutive actions do
         not (a pattern, not a run). One finding spans the persistent stretch
         (centred majority of 5) of degenerate episodes with at least
-        ``min_episodes`` episodes and ``min_steps`` steps.
+        ``min_episodes`` episodes and ``min_steps`` steps; in a vector-env run
+        persistence is judged in each sub-environment's own sequence of
+        episodes, so one stuck sub-env is found among healthy ones. Runs of
+        more than ``gate_steps`` steps look for patterns only when every 8th
+        episode (chosen by a hash of env_index and episode; lags within the
+        episode) shows one; otherwise the top-action shares alone decide.
 
     Why it matters:
         A policy that does the same thing whatever it observes has stopped
@@ -250,30 +279,41 @@ def action_repetition(
     max_period = max(2, int(max_period))
     lags = ", ".join(f"lag(k, {p}) OVER w AS k{p}" for p in range(1, max_period + 1))
     rep = ", ".join(f"avg(CASE WHEN k = k{p} THEN 1.0 ELSE 0.0 END) AS repeat_{p}" for p in range(1, max_period + 1))
-    query = f"""
+    base = f"""
         WITH a AS (SELECT env_index, episode, global_step, action, {key} AS k
                    FROM steps WHERE run_id = $run_id AND action IS NOT NULL),
+             c AS (SELECT env_index, episode, k, count(*) AS n, min(action) AS act FROM a GROUP BY ALL),
+             top AS (SELECT env_index, episode, first(act ORDER BY n DESC, k) AS top_action, max(n) AS top_count
+                     FROM c GROUP BY env_index, episode),"""
+    query = base + f"""
              l AS (SELECT *, {lags} FROM a WINDOW w AS (PARTITION BY env_index ORDER BY global_step)),
              ep AS (SELECT env_index, episode, min(global_step) AS first_global_step,
                            max(global_step) AS last_global_step, count(*) AS steps, {rep}
-                    FROM l GROUP BY env_index, episode),
-             c AS (SELECT env_index, episode, k, count(*) AS n, any_value(action) AS act FROM a GROUP BY ALL),
-             top AS (SELECT env_index, episode, arg_max(act, n) AS top_action, max(n) AS top_count
-                     FROM c GROUP BY env_index, episode)
+                    FROM l GROUP BY env_index, episode)
         SELECT ep.env_index, ep.episode, ep.first_global_step, ep.last_global_step, ep.steps,
                top.top_action, round(top.top_count / ep.steps, 4) AS top_share,
                {", ".join(f"round(repeat_{p}, 4) AS repeat_{p}" for p in range(1, max_period + 1))}
         FROM ep JOIN top USING (env_index, episode)
     """
-    rows = ctx.sql(query + " ORDER BY first_global_step, env_index", **params).rows()
-    if not rows:
+    n_steps = ctx.sql("SELECT count(*) FROM steps WHERE run_id = $run_id AND action IS NOT NULL").scalar() or 0
+    if n_steps == 0:
         ctx.skip("needs recorded actions; every action is null")
+    if n_steps > gate_steps and not _pattern_candidates(ctx, key, params, lags, max_period, share):
+        # no repeating pattern in the screened episodes: the top-action shares alone decide (no sort)
+        query = base + """
+             ep AS (SELECT env_index, episode, min(global_step) AS first_global_step,
+                           max(global_step) AS last_global_step, count(*) AS steps FROM a GROUP BY env_index, episode)
+        SELECT ep.env_index, ep.episode, ep.first_global_step, ep.last_global_step, ep.steps,
+               top.top_action, round(top.top_count / ep.steps, 4) AS top_share
+        FROM ep JOIN top USING (env_index, episode)
+    """
+    rows = ctx.sql(query + " ORDER BY first_global_step, env_index", **params).rows()
     steps = np.array([r[4] for r in rows], float)
     top = np.array([r[6] for r in rows], float)
-    reps = np.array([r[7:] for r in rows], float)
+    reps = np.array([r[7:] for r in rows], float) if len(rows[0]) > 7 else np.zeros((len(rows), max_period))
     pattern = (reps[:, 1:].max(axis=1) >= share) & (reps[:, 0] < share)
     flags = (top >= share) | pattern
-    span = persistent_span(flags, min_episodes=min_episodes)
+    span = persistent_span(flags, min_episodes=min_episodes, groups=[r[0] for r in rows])
     if span is None:
         return
     mb = span.members
@@ -311,7 +351,38 @@ def action_repetition(
     )
 
 
+def _pattern_candidates(ctx: Context, key: str, params: dict, lags: str, max_period: int, share: float) -> int:
+    """Screened episodes (every 8th, by hash) that repeat a pattern of period 2..max_period (lags within the episode)."""
+    periods = ", ".join(f"repeat_{p}" for p in range(2, max_period + 1))
+    # steps without a p-th predecessor in the episode are left out (avg ignores NULL)
+    rep = ", ".join(f"avg(CASE WHEN k{p} IS NULL THEN NULL WHEN k = k{p} THEN 1.0 ELSE 0.0 END) AS repeat_{p}"
+                    for p in range(1, max_period + 1))
+    return ctx.sql(
+        f"""
+        SELECT count(*) FROM (
+            SELECT env_index, episode, {rep} FROM (
+                SELECT *, {lags} FROM (
+                    SELECT env_index, episode, global_step, {key} AS k FROM steps
+                    WHERE run_id = $run_id AND action IS NOT NULL AND hash(env_index, episode) % 8 = 0)
+                WINDOW w AS (PARTITION BY env_index, episode ORDER BY global_step))
+            GROUP BY env_index, episode)
+        WHERE greatest({periods}) >= $share AND repeat_1 < $share
+        """,
+        share=share, **params,
+    ).scalar()
+
+
 # -- degenerate-environment ---------------------------------------------------------
+
+def _peers(ctx: Context) -> list[str]:
+    """Other runs in the store of the same environment (id and kwargs) and reward (name and parameters)."""
+    def signature(manifest: Any) -> str:
+        env = manifest.get("env") or {}
+        env = env if isinstance(env, dict) else {"id": env}
+        return json.dumps([env.get("id"), env.get("kwargs"), manifest.get("reward")], sort_keys=True, default=str)
+
+    mine = signature(ctx.manifest)
+    return sorted(rid for rid, run in ctx.runs.items() if rid != ctx.run_id and signature(run.manifest) == mine)
 
 @detector("degenerate-environment", severity="warning", needs=("action", "episodes"))
 def degenerate_environment(
@@ -331,12 +402,13 @@ def degenerate_environment(
         ``resolution`` of the declared or reached range for continuous
         ones), grouped by that action. When one action has at least
         ``min_constant`` constant episodes, its median return is placed on a
-        scale from the 10th percentile of all the run's returns (0) to the
-        90th percentile of the returns of varied play (1): the run's
-        non-constant episodes, plus the reference runs' episodes when the
-        audit names some. At ``near`` or above, the constant policy does
-        about as well as the best play seen. Needs at least ``min_other``
-        non-constant episodes to compare with. The p-value is conformal: the
+        scale from the 10th percentile of all returns (0) to the 90th
+        percentile of the returns of varied play (1): the run's non-constant
+        episodes, plus every episode of the other runs in the store with the
+        same environment (id and kwargs) and reward (name and parameters),
+        and of the reference runs when the audit names some. At ``near`` or
+        above, the constant policy does about as well as the best play seen.
+        Needs at least ``min_other`` episodes of varied play to compare with. The p-value is conformal: the
         fraction of varied episodes (plus one) returning at least the
         constant policy's median.
 
@@ -355,10 +427,15 @@ def degenerate_environment(
 
     Not flagged:
         Constant policies that score poorly (always-left in CartPole falls
-        in about 9 steps; always-stay in the career env burns out); runs
-        with fewer than ``min_other`` non-constant episodes (a constant
-        heuristic alone has nothing to be compared with; give it
-        ``--reference`` runs of a learner); runs whose returns never vary.
+        in about 9 steps; always-stay in the career env burns out), also
+        when the run's own varied play is no better (a poor heuristic next to
+        a better run of the same environment in the store); runs with fewer
+        than ``min_other`` episodes of varied play (skipped: a constant
+        heuristic alone has nothing to be compared with; audit it together
+        with a learner's runs, or name them with ``--reference``); runs whose
+        returns never vary. Judged against the runs in the audit: a store
+        holding only a poor policy's runs cannot show that better play
+        exists.
 
     Fix:
         Make the environment or reward demand the observation: add the risk,
@@ -369,30 +446,37 @@ def degenerate_environment(
     """
     key, params, how = key_sql(ctx, "action", resolution, declared=True)
     query = f"""
-        WITH a AS (SELECT env_index, episode, count(DISTINCT k) AS kinds, min(k) AS key,
+        WITH a AS (SELECT env_index, episode, min(k) = max(k) AS same, min(k) AS key,
                           arg_min(action, global_step) AS first_action
                    FROM (SELECT env_index, episode, global_step, action, {key} AS k FROM steps
                          WHERE run_id = $run_id AND action IS NOT NULL) GROUP BY env_index, episode)
         SELECT e.env_index, e.episode, e.first_global_step, e.last_global_step, e.phase, e.length, e.return,
-               a.kinds = 1 AND e.length >= 2 AS constant, CAST(a.key AS VARCHAR) AS key, a.first_action
+               a.same AND e.length >= 2 AS constant, CAST(a.key AS VARCHAR) AS key, a.first_action
         FROM episodes e JOIN a USING (env_index, episode)
         WHERE e.run_id = $run_id AND e.termination <> 'unfinished' AND isfinite(e.return)
     """
     rows = ctx.sql(query + " ORDER BY first_global_step, env_index", **params).rows()
     returns = np.array([r[6] for r in rows], float)
-    constant = np.array([bool(r[7]) for r in rows])
-    if int((~constant).sum()) < min_other:
-        ctx.skip(f"needs at least {min_other} finished episodes that use more than one action to compare "
-                 f"constant play with; run has {int((~constant).sum())}")
+    constant = np.array([bool(r[7]) for r in rows], dtype=bool)
     others = returns[~constant]
+    pool = returns
     ref_note = ""
-    if ctx.reference and not ctx.is_reference:
-        ref = ctx.reference_sql("SELECT return FROM episodes WHERE list_contains($reference, run_id) "
-                                "AND termination <> 'unfinished' AND isfinite(return)").rows()
+    peers = _peers(ctx)
+    if peers or (ctx.reference and not ctx.is_reference):
+        ref = ctx.reference_sql(
+            "SELECT return FROM episodes WHERE (list_contains($reference, run_id) OR list_contains($peers, run_id)) "
+            "AND run_id <> $own AND termination <> 'unfinished' AND isfinite(return)",
+            peers=peers, own=ctx.run_id).rows()
         if ref:
-            others = np.concatenate([others, np.array([r[0] for r in ref], float)])
-            ref_note = f" and {len(ref)} reference episodes"
-    lo, hi = float(np.quantile(returns, 0.1)), float(np.quantile(others, 0.9))
+            ref_returns = np.array([r[0] for r in ref], float)
+            others = np.concatenate([others, ref_returns])
+            pool = np.concatenate([returns, ref_returns])
+            ref_note = f", {len(ref)} of them from other runs of this environment and reward"
+    if others.size < min_other:
+        ctx.skip(f"needs at least {min_other} finished episodes that use more than one action (here, in other runs "
+                 f"of the same environment and reward, or in the reference runs) to compare constant play with; "
+                 f"found {others.size}")
+    lo, hi = float(np.quantile(pool, 0.1)), float(np.quantile(others, 0.9))
     if not hi > lo:
         return
     by_key: dict[str, list[int]] = {}
@@ -428,7 +512,7 @@ def degenerate_environment(
         score=float(scaled),
         evidence=evidence,
         p_value=p,
-        p_method=f"conformal (against the run's {others.size} non-constant episodes)",
+        p_method=f"conformal (against {others.size} episodes of varied play)",
         episode_start=first[1], episode_end=last[1],
         step_start=min(rows[i][2] for i in idx), step_end=max(rows[i][3] for i in idx),
         env_index=next(iter(envs)) if len(envs) == 1 else None,

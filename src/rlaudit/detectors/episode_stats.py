@@ -80,13 +80,28 @@ class Span:
     members: np.ndarray  # indices inside the qualifying spans
 
 
-def persistent_span(flags: Sequence[bool], *, min_episodes: int, window: int = SMOOTH_EPISODES) -> Span | None:
+def persistent_span(flags: Sequence[bool], *, min_episodes: int, window: int = SMOOTH_EPISODES,
+                    groups: Sequence[Any] | None = None) -> Span | None:
     """Onset of the first to end of the last persistent stretch of ``flags`` with at least ``min_episodes`` episodes.
 
     A stretch is a run of episodes whose centred majority (``window``) is
     flagged, trimmed to flagged episodes at both ends, so a step change at
-    episode k starts the span at k exactly.
+    episode k starts the span at k exactly. With ``groups`` (the sub-env of
+    each episode) stretches are found in each sub-env's own episode sequence
+    and joined: a stuck sub-env is not diluted by its healthy neighbours.
     """
+    if groups is not None:
+        g = np.asarray(groups)
+        parts = []
+        for value in np.unique(g):
+            idx = np.flatnonzero(g == value)
+            sub = persistent_span(np.asarray(flags, dtype=bool)[idx], min_episodes=min_episodes, window=window)
+            if sub is not None:
+                parts.append(idx[sub.members])
+        if not parts:
+            return None
+        members = np.sort(np.concatenate(parts))
+        return Span(int(members[0]), int(members[-1]), members)
     f = np.asarray(flags, dtype=bool)
     keep = []
     for s, e in spans(smoothed(f, window)):
@@ -189,27 +204,28 @@ def scalar_kind(ctx: Any, column: str) -> str | None:
     return None if kind is None else str(kind).upper()
 
 
-def dim_ranges(ctx: Any, column: str, *, reference: bool = False) -> tuple[list[float], list[float]]:
-    """Per-dimension finite min and max of a float list column, over the run (or the reference runs)."""
-    query = f"""
-        SELECT i, min(x), max(x) FROM (
-            SELECT unnest({ident(column)}) AS x, generate_subscripts({ident(column)}, 1) AS i
-            FROM steps WHERE {'list_contains($reference, run_id)' if reference else 'run_id = $run_id'}
-              AND {ident(column)} IS NOT NULL)
-        WHERE isfinite(x) GROUP BY i ORDER BY i
-    """
-    rows = (ctx.reference_sql(query) if reference else ctx.sql(query)).rows()
-    return [float(r[1]) for r in rows], [float(r[2]) for r in rows]
+def dim_ranges(ctx: Any, column: str, dims: int, *, reference: bool = False) -> tuple[list[float], list[float]]:
+    """Per-dimension finite min and max of a float list column, over the run (or the reference runs), in one scan."""
+    c = ident(column)
+    parts = ", ".join(f"min({c}[{d}]) FILTER (WHERE isfinite({c}[{d}])), max({c}[{d}]) FILTER (WHERE isfinite({c}[{d}]))"
+                      for d in range(1, dims + 1))
+    where = "list_contains($reference, run_id)" if reference else "run_id = $run_id"
+    query = f"SELECT {parts} FROM steps WHERE {where} AND {c} IS NOT NULL"
+    row = (ctx.reference_sql(query) if reference else ctx.sql(query)).one()
+    if row is None or any(v is None for v in row):
+        return [], []
+    return [float(v) for v in row[0::2]], [float(v) for v in row[1::2]]
 
 
-def quantised_key_sql(column: str) -> str:
+def quantised_key_sql(column: str, dims: int) -> str:
     """A SQL expression hashing a float list column quantised per dimension.
 
     Bind ``$lows`` and ``$widths`` (one value per dimension, widths > 0):
-    dimension i becomes ``floor((x[i] - lows[i]) / widths[i])``.
+    dimension d becomes ``floor((x[d] - lows[d]) / widths[d])`` (NULL for NaN and infinities).
     """
-    return (f"hash(list_transform({ident(column)}, lambda x, i: "
-            f"CAST(floor((x - $lows[i]) / $widths[i]) AS BIGINT)))")
+    c = ident(column)
+    cells = ", ".join(f"TRY_CAST(floor(({c}[{d}] - $lows[{d}]) / $widths[{d}]) AS BIGINT)" for d in range(1, dims + 1))
+    return f"hash({cells})"
 
 
 def proportion_greater(k1: int, n1: int, k2: int, n2: int) -> float:

@@ -3,7 +3,9 @@
 Each detector aggregates steps to one row per episode in DuckDB, learns what
 is normal from the reference runs (``--reference RUN``) or the run's own
 early phase, flags episodes against it, and reports one finding per
-condition spanning its onset to its end.
+condition spanning its onset to its end. Episodes are (env_index, episode)
+pairs ordered by their first global_step; persistence is judged in each
+sub-environment's own sequence of episodes.
 """
 
 from __future__ import annotations
@@ -123,6 +125,7 @@ def reward_hacking(
     goals: tuple = (),
     min_trend: float = 0.3,
     edge: float = 0.01,
+    within_share: float = 0.5,
     cap: int = 50,
 ) -> Iterator[Finding]:
     """The proxy return rises while an auditor signal (a true reward, burnout, ...) gets worse.
@@ -156,8 +159,9 @@ def reward_hacking(
         (Pearson correlation with ``t`` at least ``min_trend``) while the
         auditor's goodness falls with time (at most -``min_trend``) and the
         episode ends with the auditor within ``edge`` of the range at the
-        worst value the run reached, persistent over at least
-        ``min_episodes`` episodes: the learner is paid more and more as it
+        worst value the run reached, when at least ``within_share`` of the
+        run's episodes are like that, spanning their persistent stretches of
+        at least ``min_episodes`` episodes: the learner is paid more and more as it
         drives the auditor to its worst state in every episode (a hack present
         from the first episode, which no trend over training can show).
 
@@ -188,7 +192,9 @@ def reward_hacking(
         Within episodes: a proxy that falls while the auditor rises (a
         policy that never cashes in), an auditor that worsens without
         reaching the run's worst value (burnout that builds up and is
-        managed), and a proxy that does not rise with it.
+        managed), a proxy that does not rise with it, and runs where fewer
+        than ``within_share`` of the episodes end that way (a random policy
+        on the career env burns out in about a third of its episodes).
 
     Fix:
         Look at what the flagged episodes do differently (the action and state
@@ -236,7 +242,8 @@ def reward_hacking(
         if p_scale > 0 and g_scale > 0:
             zp = (jp - p_med) / p_scale
             zg = (jg - g_med) / g_scale
-            span = persistent_span((zp >= z) & (zg <= -z), min_episodes=min_episodes)
+            span = persistent_span((zp >= z) & (zg <= -z), min_episodes=min_episodes,
+                                   groups=[r[0] for r in judged])
             if span is not None:
                 m = span.members
                 p_up = mann_whitney_greater(jp[m], bp)
@@ -250,14 +257,14 @@ def reward_hacking(
                                      max_tau, alpha, cap)
         if finding is not None:
             yield finding
-        within = _within_episode(ctx, col, goal, sign, min_trend, edge, min_episodes, cap)
+        within = _within_episode(ctx, col, goal, sign, min_trend, edge, within_share, min_episodes, cap)
         if within is not None:
             yield within
 
 
 _WITHIN_EPISODES = """
 SELECT env_index, episode, min(global_step) AS first_global_step, max(global_step) AS last_global_step,
-       any_value(phase) AS phase, count(*) AS steps, avg(reward) AS step_reward,
+       any_value(phase) AS phase, count(*) AS steps, round(avg(reward), 9) AS step_reward,
        round(corr(reward, t), 4) AS proxy_trend, round(corr($sign * a, t), 4) AS auditor_trend,
        arg_max(a, t) AS final_auditor
 FROM (SELECT env_index, episode, t, global_step, phase, reward, TRY_CAST({col} AS DOUBLE) AS a
@@ -267,7 +274,7 @@ GROUP BY env_index, episode
 """
 
 
-def _within_episode(ctx, col, goal, sign, min_trend, edge, min_episodes, cap) -> Finding | None:
+def _within_episode(ctx, col, goal, sign, min_trend, edge, within_share, min_episodes, cap) -> Finding | None:
     """Episodes in which the proxy climbs while the auditor slides to the worst value the run reached."""
     lo, hi = ctx.sql(f"SELECT min(a), max(a) FROM (SELECT TRY_CAST({column_sql(col)} AS DOUBLE) AS a FROM steps "
                      "WHERE run_id = $run_id) WHERE isfinite(a)").one()
@@ -279,12 +286,14 @@ def _within_episode(ctx, col, goal, sign, min_trend, edge, min_episodes, cap) ->
     tol = edge * (hi - lo)
     flags = [r[7] is not None and r[8] is not None and r[7] >= min_trend and r[8] <= -min_trend
              and abs(r[9] - worst) <= tol for r in rows]
-    span = persistent_span(flags, min_episodes=min_episodes)
+    share = sum(flags) / len(rows)
+    if share < within_share:
+        return None
+    span = persistent_span(flags, min_episodes=min_episodes, groups=[r[0] for r in rows])
     if span is None:
         return None
     fields = span_fields(rows, span, phase_col=4)
     n = len(span.members)
-    share = sum(flags) / len(rows)
     evidence = ctx.evidence(
         f"SELECT * FROM ({query}) AS ep WHERE first_global_step BETWEEN $step_start AND $step_end "
         "ORDER BY first_global_step, env_index",
@@ -308,8 +317,8 @@ def _hacking_finding(ctx, col, goal, rows, offset, span, query, p, base_from, p_
     fields = span_fields(rows, abs_span, phase_col=4)
     worse = "higher" if goal == "min" else "lower"
     evidence = ctx.evidence(
-        "SELECT env_index, episode, first_global_step, last_global_step, phase, return, "
-        "auditor, round((return - $proxy_median) / $proxy_scale, 3) AS proxy_z, "
+        "SELECT env_index, episode, first_global_step, last_global_step, phase, round(return, 9) AS return, "
+        "round(auditor, 9) AS auditor, round((return - $proxy_median) / $proxy_scale, 3) AS proxy_z, "
         "round((auditor - $auditor_median) / $auditor_scale, 3) AS auditor_z FROM ("
         + query.strip() + ") AS ep WHERE first_global_step BETWEEN $step_start AND $step_end "
         "ORDER BY first_global_step, env_index",
@@ -395,7 +404,7 @@ def _checkpoint_evidence(ctx: Context, col: str, groups: Sequence[Sequence[tuple
         "WITH ep AS (" + query + "), cp AS (SELECT generate_subscripts($bounds, 1) AS checkpoint, "
         "unnest($bounds) AS b) "
         "SELECT checkpoint, b[1] AS first_global_step, b[2] AS last_global_step, count(*) AS episodes, "
-        "avg(ep.return) AS mean_return, avg(ep.auditor) AS mean_auditor "
+        "round(avg(ep.return), 9) AS mean_return, round(avg(ep.auditor), 9) AS mean_auditor "
         "FROM cp JOIN ep ON ep.first_global_step BETWEEN b[1] AND b[2] "
         "AND (ep.phase = 'eval') = $eval GROUP BY checkpoint, b ORDER BY checkpoint",
         cap=cap, bounds=bounds, eval=groups[0][0][4] == "eval",
@@ -504,7 +513,7 @@ def reward_term_dominance(
         b_med = float(np.median(b))
         s = judged[:, k]
         flags = np.isfinite(s) & (s - b_med >= drift) & (g[offset:, k] > 0)
-        span = persistent_span(flags, min_episodes=min_episodes)
+        span = persistent_span(flags, min_episodes=min_episodes, groups=[r[0] for r in rows[offset:]])
         if span is None:
             continue
         p = mann_whitney_greater(s[span.members], b)
@@ -524,7 +533,7 @@ def reward_term_dominance(
     term = terms[k]
     if run_share[k] >= dominance and term not in task and term not in drifted:
         flags = np.isfinite(shares[:, k]) & (shares[:, k] >= dominance)
-        span = persistent_span(flags, min_episodes=min_episodes)
+        span = persistent_span(flags, min_episodes=min_episodes, groups=[r[0] for r in rows])
         if span is not None:
             declared = "the manifest declares no reward_task_terms" if not task else \
                 f"the declared task terms are {', '.join(sorted(task))}"
@@ -543,7 +552,8 @@ def _term_finding(ctx, term, terms, rows, query, span, offset, cap, *, summary, 
     col = ident("term_" + term)
     total = " + ".join(f"abs({ident('term_' + t)})" for t in terms)
     evidence = ctx.evidence(
-        f"SELECT env_index, episode, first_global_step, phase, return, {col} AS term_return, "
+        f"SELECT env_index, episode, first_global_step, phase, round(return, 9) AS return, "
+        f"round({col}, 9) AS term_return, "
         f"round(abs({col}) / nullif({total}, 0), 4) AS share FROM ({query}) AS ep "
         "WHERE first_global_step BETWEEN $step_start AND $step_end ORDER BY first_global_step, env_index",
         cap=cap, step_start=fields["step_start"], step_end=fields["step_end"],
@@ -627,9 +637,9 @@ def boundary_exploitation(
         found_any = True
         if not sd or not math.isfinite(sd) or sd <= 0:
             return
-        lows, highs = dim_ranges(ctx, column)
+        lows, highs = dim_ranges(ctx, column, dims)
         if _use_reference(ctx):
-            rl, rh = dim_ranges(ctx, column, reference=True)
+            rl, rh = dim_ranges(ctx, column, dims, reference=True)
             if len(rl) == len(lows):
                 lows = [min(a, b) for a, b in zip(lows, rl)]
                 highs = [max(a, b) for a, b in zip(highs, rh)]
@@ -637,33 +647,54 @@ def boundary_exploitation(
             continue
         tols = [edge * (h - lo) for lo, h in zip(lows, highs)]
         bands = [near * (h - lo) for lo, h in zip(lows, highs)]
-        stats = ctx.sql(
-            f"""
-            WITH s AS (SELECT reward, unnest({ident(column)}) AS x, generate_subscripts({ident(column)}, 1) AS i
-                       FROM steps WHERE run_id = $run_id AND {ident(column)} IS NOT NULL AND isfinite(reward)),
-                 f AS (SELECT i, x, reward,
-                              CASE WHEN $highs[i] <= $lows[i] THEN 0
-                                   WHEN x <= $lows[i] + $tols[i] THEN -2
-                                   WHEN x >= $highs[i] - $tols[i] THEN 2
-                                   WHEN x <= $lows[i] + $bands[i] THEN -1
-                                   WHEN x >= $highs[i] - $bands[i] THEN 1 ELSE 0 END AS zone FROM s)
-            SELECT i, zone, count(*), avg(reward), var_samp(reward), approx_count_distinct(x)
-            FROM f GROUP BY i, zone ORDER BY i, zone
-            """,
-            lows=lows, highs=highs, tols=tols, bands=bands,
-        ).rows()
+        c = ident(column)
+        zone_sql = {
+            -2: "{x} <= $lows[{d}] + $tols[{d}]",
+            -1: "{x} > $lows[{d}] + $tols[{d}] AND {x} <= $lows[{d}] + $bands[{d}]",
+            1: "{x} < $highs[{d}] - $tols[{d}] AND {x} >= $highs[{d}] - $bands[{d}]",
+            2: "{x} >= $highs[{d}] - $tols[{d}]",
+        }
+        params = {"lows": lows, "highs": highs, "tols": tols, "bands": bands}
+        where = f"FROM steps WHERE run_id = $run_id AND {c} IS NOT NULL AND isfinite(reward)"
+        # first pass: how many steps are pinned at each edge (cheap); most runs stop here
+        pinned = [(d, zone) for d in range(1, dims + 1) for zone in (-2, 2) if highs[d - 1] > lows[d - 1]]
+        counts = ctx.sql(
+            "SELECT count(*), " + ", ".join(
+                f"count(*) FILTER (WHERE {zone_sql[z].format(x=f'{c}[{d}]', d=d)})" for d, z in pinned) + " " + where,
+            lows=lows, highs=highs, tols=tols,
+        ).one()
+        total = int(counts[0])
+        candidates = sorted({d for (d, _), n in zip(pinned, counts[1:]) if total and n >= min_share * total})
+        if not candidates:
+            continue
+        aggs = []
+        for d in candidates:
+            x = f"{c}[{d}]"
+            aggs.append(f"approx_count_distinct({x})")
+            for zone in (-2, -1, 1, 2):
+                cond = zone_sql[zone].format(x=x, d=d)
+                aggs += [f"count(*) FILTER (WHERE {cond})", f"avg(reward) FILTER (WHERE {cond})",
+                         f"var_samp(reward) FILTER (WHERE {cond})"]
+        stats = ctx.sql(f"SELECT {', '.join(aggs)} {where}", **params).one()
         by_dim: dict[int, dict[int, tuple]] = {}
-        for i, zone, n, mean, var, distinct in stats:
-            by_dim.setdefault(int(i), {})[int(zone)] = (int(n), float(mean), float(var or 0.0), int(distinct))
+        distinct: dict[int, int] = {}
+        pos = 0
+        for d in candidates:
+            distinct[d] = int(stats[pos] or 0)
+            pos += 1
+            for zone in (-2, -1, 1, 2):
+                n, mean, var = stats[pos:pos + 3]
+                pos += 3
+                if n:
+                    by_dim.setdefault(d, {})[zone] = (int(n), float(mean), float(var or 0.0))
         for i, zones in sorted(by_dim.items()):
-            total = sum(v[0] for v in zones.values())
-            if sum(v[3] for v in zones.values()) < 3:
+            if distinct[i] < 3:
                 continue
             for side in (-1, 1):
                 if 2 * side not in zones or side not in zones:
                     continue
-                n1, m1, v1, _ = zones[2 * side]
-                n0, m0, v0, _ = zones[side]
+                n1, m1, v1 = zones[2 * side]
+                n0, m0, v0 = zones[side]
                 share = n1 / total
                 effect = (m1 - m0) / sd
                 if share < min_share or n0 < min_near or effect < min_effect:
@@ -691,13 +722,14 @@ def _boundary_finding(ctx, column, i, side, lows, highs, tols, bands, share, eff
     query = (
         "SELECT env_index, episode, min(global_step) AS first_global_step, max(global_step) AS last_global_step, "
         f"count(*) AS steps, count(*) FILTER (WHERE {pinned}) AS pinned_steps, "
-        f"avg(reward) FILTER (WHERE {pinned}) AS pinned_reward, avg(reward) FILTER (WHERE {inside}) AS near_reward "
+        f"round(avg(reward) FILTER (WHERE {pinned}), 9) AS pinned_reward, "
+        f"round(avg(reward) FILTER (WHERE {inside}), 9) AS near_reward "
         f"FROM steps WHERE run_id = $run_id AND {ident(column)} IS NOT NULL AND isfinite(reward) "
         "GROUP BY env_index, episode"
     )
     rows = ctx.sql(query + " ORDER BY first_global_step, env_index", **params).rows()
     flags = [r[5] >= min_share * r[4] for r in rows]
-    span = persistent_span(flags, min_episodes=min_episodes)
+    span = persistent_span(flags, min_episodes=min_episodes, groups=[r[0] for r in rows])
     if span is None:
         return None
     fields = span_fields(rows, span)
@@ -730,15 +762,15 @@ _TRUNC_EPISODES = """
 SELECT e.env_index, e.episode, e.first_global_step, e.last_global_step, e.phase, e.return, e.length,
        e.terminated, e.truncated, l.last_reward
 FROM episodes e JOIN (
-    SELECT run_id, env_index, episode, arg_max(reward, t) AS last_reward
-    FROM steps WHERE {where} GROUP BY run_id, env_index, episode
+    SELECT run_id, env_index, episode, reward AS last_reward
+    FROM steps WHERE {where} AND (terminated OR truncated)
 ) l USING (run_id, env_index, episode)
 WHERE {ewhere} AND e.termination <> 'unfinished' AND isfinite(e.return){phase}
 ORDER BY e.first_global_step, e.env_index{order_run}
 """
 
 
-@detector("truncation-exploitation", severity="warning", needs=("episodes",))
+@detector("truncation-exploitation", severity="warning", needs=("episodes", "reward", "terminated", "truncated"))
 def truncation_exploitation(
     ctx: Context,
     *,
@@ -834,7 +866,8 @@ def truncation_exploitation(
         from_length = float(br.mean() * (jl.mean() - bl.mean())) / gain
         p = max(p_trunc, p_ret)
         if p <= alpha and from_length >= length_share and float(np.median(jr)) <= r_med:
-            span = persistent_span(jtrunc & (jg > g_med) & (jr <= r_med), min_episodes=min_episodes)
+            span = persistent_span(jtrunc & (jg > g_med) & (jr <= r_med), min_episodes=min_episodes,
+                                   groups=[r[0] for r in judged])
             if span is not None:
                 yield _trunc_finding(
                     ctx, rows, query, span, offset, cap, p,
@@ -855,7 +888,8 @@ def truncation_exploitation(
         last = np.array([r[9] for r in judged], float)
         bonus = jterm.any() and float(np.median(last[jterm])) > float(step_med) + (step_sd or 0.0)
         if p <= alpha and not bonus:
-            span = persistent_span(jterm & (jl < l_med) & (jg > g_med), min_episodes=min_episodes)
+            span = persistent_span(jterm & (jl < l_med) & (jg > g_med), min_episodes=min_episodes,
+                                   groups=[r[0] for r in judged])
             if span is not None:
                 yield _trunc_finding(
                     ctx, rows, query, span, offset, cap, p,
@@ -875,7 +909,7 @@ def _trunc_finding(ctx, rows, query, span, offset, cap, p, summary, *, actual, e
     abs_span = Span(span.start + offset, span.end + offset, span.members + offset)
     fields = span_fields(rows, abs_span, phase_col=4)
     evidence = ctx.evidence(
-        "SELECT env_index, episode, first_global_step, phase, return, length, "
+        "SELECT env_index, episode, first_global_step, phase, round(return, 9) AS return, length, "
         "round(return / length, 6) AS step_reward, terminated, truncated, last_reward "
         f"FROM ({query.strip()}) AS ep WHERE first_global_step BETWEEN $step_start AND $step_end "
         "ORDER BY first_global_step, env_index",

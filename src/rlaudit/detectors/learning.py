@@ -8,9 +8,10 @@ from typing import Any, Iterator
 import numpy as np
 
 from rlaudit.detectors.changepoint import (
+    ar1_noise,
     blocks,
-    bootstrap_p,
     cusum_change,
+    null_phi,
     rolling_mean,
     rolling_median,
     segment,
@@ -41,6 +42,18 @@ def _action_space(ctx: Context) -> dict[str, Any]:
     spaces = ctx.manifest.get("spaces")
     action = spaces.get("action") if isinstance(spaces, dict) else None
     return action if isinstance(action, dict) else {}
+
+
+def _positions(ser, env_index: np.ndarray, episode: np.ndarray) -> np.ndarray:
+    """Position in ``ser`` of each (env_index, episode); -1 where the series does not hold it."""
+    wanted = np.asarray(env_index, dtype=np.int64) * (1 << 40) + np.asarray(episode, dtype=np.int64)
+    keys = ser.env_index.astype(np.int64) * (1 << 40) + ser.episode.astype(np.int64)
+    if keys.size == 0:
+        return np.full(wanted.size, -1)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    i = np.clip(np.searchsorted(sorted_keys, wanted), 0, keys.size - 1)
+    return np.where(sorted_keys[i] == wanted, order[i], -1)
 
 
 # -- policy-collapse -------------------------------------------------------------
@@ -123,14 +136,19 @@ def policy_collapse(
             f"SELECT count(*) FROM steps WHERE run_id = $run_id AND {PHASE_FILTER} AND isfinite(entropy)", phase=phase
         ).scalar()
         use_entropy = bool(finite)
+    if discrete and not n_actions:  # a Discrete space inferred from the data: its size is not declared
+        top = ctx.sql("SELECT max(action) FROM steps WHERE run_id = $run_id").scalar()
+        n_actions = int(top) + 1 if top is not None else 0
     if use_entropy:
         t = ctx.sql(
             "SELECT env_index, episode, avg(entropy) AS h FROM steps "
             f"WHERE run_id = $run_id AND {PHASE_FILTER} AND isfinite(entropy) GROUP BY env_index, episode",
             phase=phase,
-        ).rows()
-        by_ep = {(e, k): h for e, k, h in t}
-        h = np.array([by_ep.get((int(e), int(k)), np.nan) for e, k in zip(ser.env_index, ser.episode)])
+        ).arrow()
+        h = np.full(len(ser), np.nan)
+        at = _positions(ser, t.column("env_index").to_numpy(), t.column("episode").to_numpy())
+        ok = at >= 0
+        h[at[ok]] = t.column("h").to_numpy()[ok]
         keep = np.isfinite(h)
         pos = np.flatnonzero(keep)
         h = h[keep]
@@ -150,19 +168,17 @@ def policy_collapse(
         if not discrete:
             ctx.skip("no entropy column, and the action-distribution fallback needs a Discrete action space")
         counts = ctx.sql(
-            f"SELECT env_index, episode, action, count(*) FROM steps WHERE run_id = $run_id AND {PHASE_FILTER} "
+            f"SELECT env_index, episode, action, count(*) AS n FROM steps WHERE run_id = $run_id AND {PHASE_FILTER} "
             "AND action IS NOT NULL GROUP BY ALL",
             phase=phase,
-        ).rows()
-        n_actions = n_actions or (max(int(r[2]) for r in counts) + 1 if counts else 0)
+        ).arrow()
         if n_actions < 2:
             ctx.skip("the action space has a single action: its entropy is always 0")
-        index = {(int(e), int(k)): i for i, (e, k) in enumerate(zip(ser.env_index, ser.episode))}
+        at = _positions(ser, counts.column("env_index").to_numpy(), counts.column("episode").to_numpy())
+        act = counts.column("action").to_numpy()
+        ok = (at >= 0) & (act >= 0) & (act < n_actions)
         hist = np.zeros((len(ser), n_actions))
-        for e, k, a, c in counts:
-            i = index.get((int(e), int(k)))
-            if i is not None and 0 <= int(a) < n_actions:
-                hist[i, int(a)] += c
+        np.add.at(hist, (at[ok], act[ok]), counts.column("n").to_numpy()[ok])
         per = max(1, math.ceil(window_steps / max(1.0, float(np.median(ser.length)))))
         starts = np.arange(0, len(ser), per)
         ends = np.minimum(starts + per - 1, len(ser) - 1)
@@ -375,7 +391,7 @@ def performance_collapse(
     *,
     alpha: float = 0.01,
     min_drop: float = 0.3,
-    min_shift: float = 1.0,
+    min_shift: float = 2.0,
     min_segment: int = 5,
     smooth: float = 0.05,
     min_episodes: int = 20,
@@ -391,8 +407,10 @@ def performance_collapse(
         peak and the final level is the best level. A collapse is a single
         mean change in the curve from the start of that stretch to the end
         of the run (offline CUSUM) downwards, whose p-value is below
-        ``alpha`` (autocorrelation-aware: long-run residual scale and a
-        parametric AR(1) bootstrap of the no-change null), whose drop is at
+        ``alpha`` (autocorrelation-aware: long-run residual scale, and a
+        parametric AR(1) bootstrap of the no-change null that repeats the
+        whole search, since starting at the curve's peak makes any later
+        stretch look lower), whose drop is at
         least ``min_shift`` residual standard deviations and at least
         ``min_drop`` of the distance the run had climbed (best level minus
         the lowest smoothed level before it; a run that started at its best
@@ -436,31 +454,19 @@ def performance_collapse(
     yb, size = blocks(ser.ret, max_points)
     n = yb.size
     w = max(3, round(smooth * n))
-    curve = rolling_mean(yb, w)
-    peak = int(np.argmax(curve))
-    final = float(yb[-w:].mean())
-    if peak >= n - w or final >= curve[peak]:
-        return
-    # the stretch at (near) the best level: back from the peak while the curve stays above halfway to the final level
-    half = (curve[peak] + final) / 2.0
-    lo = peak
-    while lo > 0 and curve[lo - 1] >= half:
-        lo -= 1
     min_size = max(2, math.ceil(min_segment / size))
-    change = cusum_change(yb[lo:], min_size)
-    if change is None or change.shift >= 0 or change.p_value >= alpha:
+    found = _collapse(yb, w, min_size, min_shift, min_drop)
+    if found is None:
+        return
+    lo, change, climbed, final = found
+    if change.p_value >= alpha:
+        return
+    p = _collapse_p(change, n, w, min_size, min_shift, min_drop)
+    if p >= alpha:
         return
     onset_block = lo + change.index
     best_level, after_level = change.before, change.after
     drop = best_level - after_level
-    climbed = best_level - float(curve[: lo + 1].min())
-    if drop < min_shift * change.sd or (climbed > 0 and drop < min_drop * climbed):
-        return
-    if final > best_level - 0.5 * drop:
-        return  # recovered by the end of the run
-    p = bootstrap_p(change, n - lo, min_size=min_size)
-    if p >= alpha:
-        return
     onset = onset_block * size
     span = ser.span(onset, len(ser) - 1)
     sd = change.sd
@@ -473,7 +479,7 @@ def performance_collapse(
         score=float(drop / sd) if sd else 1e9,
         evidence=curve_evidence(ctx, phase, int(ser.last_step[-1]), cap=cap),
         p_value=p,
-        p_method=BOOTSTRAP,
+        p_method=BOOTSTRAP_SEARCH,
         **span,
         actual={"best_level": best_level, "level_after": after_level, "final_level": final, "drop": drop,
                 "drop_sd": drop / sd if sd else None, "drop_of_climb": drop / climbed if climbed > 0 else None,
@@ -482,10 +488,57 @@ def performance_collapse(
     )
 
 
+def _collapse(y: np.ndarray, w: int, min_size: int, min_shift: float, min_drop: float):
+    """(start of the best stretch, the downward change after it, the climb, the final level), or None."""
+    n = y.size
+    curve = rolling_mean(y, w)
+    peak = int(np.argmax(curve))
+    final = float(y[-w:].mean())
+    if peak >= n - w or final >= curve[peak]:
+        return None
+    # the stretch at (near) the best level: back from the peak while the curve stays above halfway to the final level
+    half = (curve[peak] + final) / 2.0
+    lo = peak
+    while lo > 0 and curve[lo - 1] >= half:
+        lo -= 1
+    change = cusum_change(y[lo:], min_size)
+    if change is None or change.shift >= 0:
+        return None
+    drop = change.before - change.after
+    climbed = change.before - float(curve[: lo + 1].min())
+    if drop < min_shift * change.sd or (climbed > 0 and drop < min_drop * climbed):
+        return None
+    if final > change.before - 0.5 * drop:
+        return None  # recovered by the end of the run
+    return lo, change, climbed, final
+
+
+def _collapse_p(change, n: int, w: int, min_size: int, min_shift: float, min_drop: float,
+                resamples: int = 199) -> float:
+    """p-value of a collapse against AR(1) series without one, the search for the peak included.
+
+    Each resample runs the whole procedure of :func:`_collapse` (smoothing,
+    peak, best stretch, CUSUM after it); a resample where it finds nothing
+    scores 0. Choosing the start at the curve's peak makes any later stretch
+    look lower, so the plain CUSUM p-value of the chosen stretch would be
+    too small.
+    """
+    e = ar1_noise(null_phi(change.phi, n), resamples, n, seed=n)
+    exceed = 0
+    for row in e:
+        got = _collapse(row, w, min_size, min_shift, min_drop)
+        if got is not None and got[1].statistic >= change.statistic:
+            exceed += 1
+    return (1 + exceed) / (resamples + 1)
+
+
+BOOTSTRAP_SEARCH = "AR(1) parametric bootstrap of the whole peak search and CUSUM (B=199)"
+
+
 # -- sparse-reward-stall ---------------------------------------------------------------
 
 
-@detector("sparse-reward-stall", severity="warning", needs=("episodes",))
+@detector("sparse-reward-stall", severity="warning", needs=("episodes", "reward"))
 def sparse_reward_stall(
     ctx: Context,
     *,
@@ -500,7 +553,10 @@ def sparse_reward_stall(
         Learning runs (the policy version changes, or training metrics
         were logged) whose training reward equals one value (its most
         common value, usually 0) on all but at most ``max_informative`` of
-        the steps, and whose returns did not improve: the mean return of the
+        the steps (when that value is not 0, such as a constant -1 or +1
+        per step, the episode returns must also be equal on all but
+        ``max_informative`` of the episodes: a constant alive bonus informs
+        through the episode length), and whose returns did not improve: the mean return of the
         last third of the training episodes exceeds that of the first third
         by less than ``min_progress`` pooled standard deviations. One finding
         per run, spanning the whole training phase.
@@ -553,6 +609,16 @@ def sparse_reward_stall(
     informative = 1.0 - mode_n / n
     if informative > max_informative:
         return
+    if mode != 0:
+        # a constant non-zero reward (CartPole's +1 alive bonus) informs through the episode length:
+        # sparse only when the returns themselves hardly vary
+        returns, common = ctx.sql(
+            f"SELECT sum(c), max(c) FROM (SELECT count(*) AS c FROM episodes WHERE run_id = $run_id AND {PHASE_FILTER} "
+            "AND termination <> 'unfinished' GROUP BY return)",
+            phase=phase,
+        ).one()
+        if not returns or 1.0 - common / returns > max_informative:
+            return
     third = max(1, len(ser) // 3)
     first, last = ser.ret[:third], ser.ret[-third:]
     pooled = math.sqrt((float(first.var()) + float(last.var())) / 2.0)
@@ -584,6 +650,40 @@ def sparse_reward_stall(
 
 
 # -- training-instability -------------------------------------------------------------
+
+
+def _blowup(v: np.ndarray, factor: float, need: int) -> tuple[int, int, float] | None:
+    """The first sustained jump of ``v`` above ``factor`` times its level just before: (first, last, level).
+
+    ``v`` is cut into blocks (2% of the updates, at least 5); a block whose
+    median exceeds ``factor`` times the median of the last block that did not
+    is blown, and the level stays frozen while blocks are blown. A slow rise
+    (a value loss growing with the returns) moves the level along with it; a
+    jump does not. Consecutive blown blocks covering at least ``need`` updates
+    are reported, trimmed to the first and last update above the limit.
+    """
+    block = max(5, v.size // 50)
+    nb = v.size // block
+    if nb < 2:
+        return None
+    med = np.median(v[: nb * block].reshape(nb, block), axis=1)
+    ref = med[0]
+    run_start, run_ref = None, ref
+    for b in range(1, nb + 1):
+        hot = b < nb and ref > 0 and med[b] > factor * ref
+        if hot and run_start is None:
+            run_start, run_ref = b, ref
+        if not hot:
+            if run_start is not None and (b - run_start) * block >= need:
+                lo, hi = run_start * block, b * block - 1
+                if b == nb:
+                    hi = v.size - 1
+                above = np.flatnonzero(v[lo : hi + 1] > factor * run_ref) + lo
+                return int(above[0]), int(above[-1]), float(run_ref)
+            run_start = None
+            if b < nb:
+                ref = med[b]
+    return None
 
 
 def _sustained(mask: np.ndarray, need: int) -> tuple[int, int] | None:
@@ -625,8 +725,11 @@ def training_instability(
         - Gradient-norm outliers: updates whose log ``grad_norm`` lies more
           than ``grad_z`` robust standard deviations (MAD) above the median
           of the previous block of ``grad_window`` updates.
-        - Loss blow-up: ``loss`` (or ``value_loss``) above ``loss_blowup``
-          times its median over the warm-up for a run of consecutive updates.
+        - Loss blow-up: ``loss`` (or ``value_loss``) jumps above
+          ``loss_blowup`` times its level just before and stays there for a
+          run of consecutive updates (levels are medians of blocks of 2% of
+          the updates; a loss that rises slowly with the returns moves its
+          level along and is not a blow-up).
 
         "A run of consecutive updates" means at least ``sustained`` of the
         updates and at least ``min_sustained``; the warm-up is the first
@@ -726,17 +829,14 @@ def training_instability(
     loss = metric_series(ctx, metric_names("loss") + metric_names("value_loss"))
     if loss and loss[1].size >= 10:
         name, steps, v = loss
-        w = warm(v.size)
-        base = float(np.median(np.abs(v[:w])))
-        if base > 0:
-            run = _sustained(np.abs(v[w:]) > loss_blowup * base, need_for(v.size))
-            if run:
-                a, b = run[0] + w, run[1] + w
-                checks.append(dict(kind="loss", name=name, steps=steps[a : b + 1], values=v[a : b + 1],
-                                   cond="abs(value) > $limit", limit=loss_blowup * base, lo=steps[a], hi=steps[b],
-                                   text=f"{name} stayed above {loss_blowup:g} × its warm-up median {num(base)} for "
-                                        f"{b - a + 1:,} consecutive updates (median {num(float(np.median(v[a:b + 1])))}); "
-                                        f"expected it to stay within that", score=float(np.median(np.abs(v[a:b + 1])) / base)))
+        blown = _blowup(np.abs(v), loss_blowup, need_for(v.size))
+        if blown:
+            a, b, base = blown
+            checks.append(dict(kind="loss", name=name, steps=steps[a : b + 1], values=v[a : b + 1],
+                               cond="abs(value) > $limit", limit=loss_blowup * base, lo=steps[a], hi=steps[b],
+                               text=f"{name} jumped above {loss_blowup:g} × its preceding level {num(base)} and stayed "
+                                    f"there for {b - a + 1:,} updates (median {num(float(np.median(np.abs(v[a:b + 1]))))}); "
+                                    f"expected no sustained jump of that size", score=float(np.median(np.abs(v[a : b + 1])) / base)))
     for c in checks:
         s0, s1 = int(c.get("lo", c["steps"].min())), int(c.get("hi", c["steps"].max()))
         e0, e1 = episodes_at_steps(ctx, [s0, s1])

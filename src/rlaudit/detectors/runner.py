@@ -72,6 +72,8 @@ def missing_need(store: "Store", spec: DetectorSpec, run: "Run | None", querier:
                        for m in manifests):
                 return f"needs manifest key {key!r}, which {_whose(run)} does not declare (pass it in Recorder(config=...))"
             continue
+        if run is not None and run.episode_level is not None:
+            return f"needs step column {need!r}; {run.episode_level}"
         has = run.has(need) if run is not None else any(r.has(need) for r in store.runs.values())
         if not has:
             return f"needs column {need!r}, which {_whose(run)} does not have"

@@ -149,6 +149,11 @@ class Recorder(BatchRecording):
       reached (a crash loses at most that much).
     - ``on_exists``: ``"error"`` (default for an explicit run id) or ``"suffix"``
       (default for generated ids): what to do when the run id is taken.
+
+    Importers also pass ``config["source"]`` (where the data came from) and
+    ``config["episode_level"]`` (the run holds one row per episode, see
+    docs/schema.md); both are lifted into the manifest (``schema.OPTIONAL_CONFIG_KEYS``),
+    and they add rows built elsewhere with :meth:`write_segment`.
     """
 
     def __init__(
@@ -822,11 +827,15 @@ class Recorder(BatchRecording):
                 "value": pa.array(values, pa.float64()),
             }
         ).cast(schema.METRICS_SCHEMA)
+        self._flush_metrics_table(table)
+
+    def _flush_metrics_table(self, table: pa.Table) -> None:
+        rows = table.num_rows
         try:
             write_parquet_atomic(self._parts / schema.METRICS_SEGMENT.format(self._metric_segments), table)
             self._metric_segments += 1
         except Exception as exc:
-            self._drop(f"metrics segment could not be written: {type(exc).__name__}: {exc}", len(rows))
+            self._drop(f"metrics segment could not be written: {type(exc).__name__}: {exc}", rows)
 
     def _update_parts_manifest(self) -> None:
         m = self._manifest
@@ -843,6 +852,47 @@ class Recorder(BatchRecording):
             write_parts_manifest(self._parts, m)
         except Exception as exc:
             self._drop(f"manifest could not be written: {type(exc).__name__}: {exc}")
+
+    def annotate(self, **config: Any) -> None:
+        """Add entries to the manifest's ``config`` (e.g. a file saved beside the run).
+
+        They are written with the manifest at the next flush and at ``close()``.
+        """
+        if self._closed:
+            raise ConfigError("annotate() after close(): the manifest is final")
+        self._manifest["config"].update(config)
+
+    def write_segment(self, table: pa.Table, *, kind: str = "steps", episodes: int = 0) -> None:
+        """Add rows built outside the step loop as one closed segment of this run.
+
+        For importers whose source holds whole columns (episode summaries, a
+        metrics log with its own wall times). ``kind`` is ``"steps"`` (the
+        table needs the required step columns, ``run_id`` equal to this run's;
+        ``episodes`` is how many of its rows end an episode) or
+        ``"metrics"`` (the metrics schema). A recorder fed by ``step()`` /
+        ``step_batch()`` cannot take step segments too.
+        """
+        if self._closed:
+            raise ConfigError("write_segment after close")
+        if kind == "metrics":
+            table = table.select([f.name for f in schema.METRICS_SCHEMA]).cast(schema.METRICS_SCHEMA)
+            self._flush_metrics_table(table)
+            return
+        if kind != "steps":
+            raise ConfigError(f"kind must be 'steps' or 'metrics', got {kind!r}")
+        if self._capacity or self._envs or self._batch is not None:
+            raise ConfigError("write_segment(kind='steps') on a recorder that records steps; use one way per run")
+        missing = [c for c in schema.REQUIRED_STEP_COLUMNS if c not in table.column_names]
+        if missing:
+            raise ConfigError(f"a step segment needs the columns {', '.join(missing)}")
+        ids = table.column("run_id").unique().to_pylist()
+        if any(str(i) != self.run_id for i in ids):
+            raise ConfigError(f"a step segment of run {self.run_id!r} holds rows of {ids!r}")
+        write_parquet_atomic(self._parts / schema.STEP_SEGMENT.format(self._segments), table)
+        self._segments += 1
+        self._rows_flushed += table.num_rows
+        self._episodes_done += int(episodes)
+        self._update_parts_manifest()
 
     @property
     def rows(self) -> int:

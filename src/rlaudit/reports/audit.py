@@ -318,6 +318,7 @@ def run_audit(
     from rlaudit.detectors.calibration import load_calibration, strongest_scores
     from rlaudit.detectors.registry import get_registry
     from rlaudit.detectors.runner import run_detectors
+    from rlaudit.reports.series import compute_series
 
     t0 = time.perf_counter()
     registry = registry or get_registry()
@@ -333,6 +334,8 @@ def run_audit(
                 raise unknown_name("reference run", rid, store.run_ids)
         t_detect = time.perf_counter()
         outcome = run_detectors(store, specs, params, jobs=jobs, progress=progress, reference=reference)
+        t_series = time.perf_counter()
+        series = compute_series(store)
         t_summary = time.perf_counter()
         episodes = store.episode_counts()
         by_run: dict[str, list[str]] = {}
@@ -382,11 +385,13 @@ def run_audit(
         findings=outcome.findings,
         plugin_problems=tuple(InputProblem(origin, reason) for origin, reason in registry.load_problems),
         reference=reference,
+        series=series,
         timings={
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "total_s": t_end - t0,
             "open_s": t_detect - t_open,
-            "detectors_s": t_summary - t_detect,
+            "detectors_s": t_series - t_detect,
+            "series_s": t_summary - t_series,
             "summary_s": t_end - t_summary,
             "steps_per_s": total_steps / (t_end - t0) if t_end > t0 else None,
             "jobs": jobs,
