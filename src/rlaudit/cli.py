@@ -187,7 +187,9 @@ def _print_audit(audit, out_path, fail_on: str) -> None:
     width = max([len(d.name) for d in audit.detectors] + [8])
     for run in audit.runs:
         state = run.status + (" (partial)" if run.partial and run.status != "in_progress" else "")
-        click.echo(f"\nrun {run.run_id}  {state}  {run.steps:,} steps  {run.episodes:,} episodes  verdict: {run.verdict}")
+        risk = "" if run.risk is None else f"  risk {run.risk:.2f}"
+        click.echo(f"\nrun {run.run_id}  {state}  {run.steps:,} steps  {run.episodes:,} episodes  "
+                   f"verdict: {run.verdict}{risk}")
         for f in by_run.get(run.run_id, []):
             click.echo(f"  {f.severity:<8}  {f.detector:<{width}}  {f.summary}")
             span = _finding_span(f)
@@ -425,7 +427,8 @@ def sql_command(args, query, fmt, max_rows):
 @main.command("detectors")
 @click.argument("names", nargs=-1)
 @click.option("--preset", "presets", multiple=True, help="Only the detectors of this preset.")
-def detectors_command(names, presets):
+@click.option("--playbook", is_flag=True, help="Print the failure playbook (Markdown) of the built-in detectors.")
+def detectors_command(names, presets, playbook):
     """List the detectors (name, severity, summary) and presets; with NAMES, their full documentation."""
     from rlaudit.detectors.presets import PRESETS
     from rlaudit.detectors.registry import DOC_SECTIONS, get_registry
@@ -433,6 +436,11 @@ def detectors_command(names, presets):
     registry = get_registry()
     for origin, reason in registry.load_problems:
         click.echo(f"rlaudit: plug-in not loaded: {origin}: {reason}", err=True)
+    if playbook:
+        from rlaudit.detectors.playbook import render
+
+        click.echo(render(registry), nl=False)
+        return
     if names:
         for i, name in enumerate(names):
             spec = registry.get(name)
@@ -453,7 +461,7 @@ def detectors_command(names, presets):
     _print_table(["name", "severity", "summary"], [[s.name, s.severity, s.summary] for s in specs])
     if not presets:
         click.echo("\npresets: " + ", ".join(
-            f"{name} ({'every detector' if members is None else ', '.join(members)})"
+            f"{name} ({'every detector except legacy-*' if members is None else ', '.join(members)})"
             for name, members in sorted(PRESETS.items())))
 
 

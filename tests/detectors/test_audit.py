@@ -147,7 +147,7 @@ def test_exit_codes_and_fail_on(tmp_path):
     res = runner.invoke(main, ["analyze", str(spiky), "--out", str(tmp_path / "o2")])
     assert res.exit_code == 0 and "warning   reward-spike" in res.output
     res = runner.invoke(main, ["analyze", str(spiky), "--out", str(tmp_path / "o3"), "--fail-on", "warning"])
-    assert res.exit_code == 1 and "verdict: warning" in res.output
+    assert res.exit_code == 1 and "verdict: warnings" in res.output
     res = runner.invoke(main, ["analyze", str(spiky), "--detector", "non-finite", "--fail-on", "info",
                                "--out", str(tmp_path / "o4")])
     assert res.exit_code == 0 and "1 detector" in res.output

@@ -16,6 +16,8 @@ from tests.detectors.plants import PLANTS
 
 REGISTRY = get_registry()
 BUILTIN = [s.name for s in REGISTRY.specs() if s.origin == "builtin"]
+# legacy-* reproduce the predecessors' rules with their defects: test_legacy.py replays their documented alarms
+CATALOGUE_BUILTIN = [n for n in BUILTIN if not n.startswith("legacy-")]
 
 
 def test_there_are_builtin_detectors():
@@ -34,7 +36,7 @@ def test_every_detector_has_the_docstring_sections(name):
             f"{name}: parameter {key!r} is not explained in the docstring")
 
 
-@pytest.mark.parametrize("name", BUILTIN)
+@pytest.mark.parametrize("name", CATALOGUE_BUILTIN)
 def test_every_detector_finds_its_plant_and_not_its_clean_twin(name, tmp_path):
     assert name in PLANTS, f"detector {name!r} has no planted failure in tests/detectors/plants.py"
     plant = PLANTS[name]
@@ -68,7 +70,7 @@ def test_presets_name_registered_detectors():
     for preset, members in PRESETS.items():
         for m in members or ():
             assert m in REGISTRY, f"preset {preset!r} names unregistered detector {m!r}"
-    assert REGISTRY.preset("all") == REGISTRY.names()
+    assert REGISTRY.preset("all") == [n for n in REGISTRY.names() if not n.startswith("legacy-")]
     chosen = [s.name for s in REGISTRY.select(["reward-hacking"], ["non-finite"])]
     assert chosen == sorted({"non-finite", *PRESETS["reward-hacking"]}) and "reward-spike" in chosen
 

@@ -29,7 +29,7 @@ from importlib import metadata
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from rlaudit.detectors.model import check_severity
-from rlaudit.detectors.presets import PRESETS
+from rlaudit.detectors.presets import LEGACY_PREFIX, PRESETS
 from rlaudit.errors import ConfigError, did_you_mean
 
 ENTRY_POINT_GROUP = "rlaudit.detectors"
@@ -44,6 +44,7 @@ BUILTIN_MODULES = (
     "rlaudit.detectors.learning",
     "rlaudit.detectors.values",
     "rlaudit.detectors.reproducibility",
+    "rlaudit.detectors.legacy",
 )
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
@@ -276,7 +277,7 @@ class Registry:
             )
         members = PRESETS[name]
         if members is None:
-            return self.names()
+            return [n for n in self.names() if not is_legacy(n)]
         for m in members:
             if m not in self._specs:
                 raise ConfigError(f"preset {name!r} lists detector {m!r}, which is not registered")
@@ -324,6 +325,11 @@ def _keyword_params(name: str, func: Callable) -> dict[str, Any]:
             raise ConfigError(f"detector {name!r}: parameter {p.name!r} default must be a bool, int, float, str, tuple or None")
         out[p.name] = p.default
     return out
+
+
+def is_legacy(name: str) -> bool:
+    """True for the predecessors' reproduced rules (``legacy-*``), which ``all`` leaves out."""
+    return name.startswith(LEGACY_PREFIX)
 
 
 #: The process-wide registry the CLI and ``rlaudit.detectors`` use.

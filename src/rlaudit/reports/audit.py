@@ -65,8 +65,10 @@ class RunSummary:
     episodes: int
     env_id: str | None
     agent: str | None
-    verdict: str
+    verdict: str  # clean | warnings | critical (see verdict())
     findings: Mapping[str, int]  # severity -> count
+    #: conformal rank of the run's strongest finding against clean benchmark runs (rlaudit.detectors.calibration)
+    risk: float | None = None
 
 
 @dataclass(frozen=True)
@@ -283,10 +285,16 @@ def _clean(value: Any) -> Any:
 # ---------------------------------------------------------------------------
 
 
+VERDICTS = ("clean", "warnings", "critical")
+
+
 def verdict(severities: Iterable[str]) -> str:
-    """A run's verdict: its most severe finding ('critical', 'warning', 'info') or 'clean'."""
-    worst = max((SEVERITY_RANK[s] for s in severities), default=None)
-    return "clean" if worst is None else SEVERITIES[worst]
+    """A run's verdict: 'critical' with a critical finding, else 'warnings' with a warning, else 'clean'.
+
+    Info findings alone keep a run clean: they describe, they do not accuse.
+    """
+    worst = max((SEVERITY_RANK[s] for s in severities), default=SEVERITY_RANK["info"])
+    return VERDICTS[max(0, worst - SEVERITY_RANK["info"])]
 
 
 def run_audit(
@@ -309,6 +317,7 @@ def run_audit(
     """
     from rlaudit.analyzer.compare import auto_comparison
     from rlaudit.analyzer.store import open as open_store
+    from rlaudit.detectors.calibration import load_calibration, strongest_scores
     from rlaudit.detectors.registry import get_registry
     from rlaudit.detectors.runner import run_detectors
     from rlaudit.reports.series import compute_series
@@ -334,6 +343,8 @@ def run_audit(
         by_run: dict[str, list[str]] = {}
         for f in outcome.findings:
             by_run.setdefault(f.run_id or "", []).append(f.severity)
+        calibration = load_calibration()
+        scores = strongest_scores(outcome.findings)
         runs = []
         for rid in store.run_ids:
             run = store.runs[rid]
@@ -349,6 +360,7 @@ def run_audit(
                 env_id=env_id if isinstance(env_id, str) else None,
                 agent=agent if isinstance(agent, str) else None,
                 verdict=verdict(sev), findings={s: sev.count(s) for s in SEVERITIES},
+                risk=None if calibration is None else calibration.risk(scores.get(rid, {})),
             ))
         files = []
         for rid in store.run_ids:
