@@ -28,7 +28,9 @@ def test_plant_found_with_its_span_and_clean_twin_not(name, tmp_path):
 def test_state_cycling_loop_evidence(tmp_path):
     PLANTS["state-cycling"].plant(tmp_path)
     (f,) = run(tmp_path, "state-cycling").findings
-    assert f.p_value < 1e-6 and "Welch" in f.p_method
+    assert f.p_value < 1e-6 and "one-sided z" in f.p_method
+    # the loop region is never passed outside the loop: its baseline is the run's other steps (+1)
+    assert f.expected["baseline_reward"] == pytest.approx(1.0, abs=0.05)
     assert f.actual["loop_step_share"] == pytest.approx(40 / 50)
     # evidence: the looping episodes, each visiting a loop state 10 times
     first = f.evidence.rows[0]
@@ -41,6 +43,30 @@ def test_state_cycling_limit_cycle_with_task_reward_is_not_a_hack(tmp_path):
     obs = lambda k, t: cycle[t % 4] if t >= 5 else [float(k), float(t)]  # noqa: E731
     record_episodes(tmp_path, "balanced", [LENGTH] * EPISODES, reward=lambda k, t: 1.0 + 0.01 * (t % 3), obs=obs)
     assert status(run(tmp_path, "state-cycling"), "balanced").status == "clean"
+
+
+def test_state_cycling_fixed_point_at_the_goal_is_not_a_hack(tmp_path):
+    # a swing-up: the state converges to the goal (0, 0) and the controller then holds it, jittering between two
+    # neighbouring cells; the swing-up as a whole pays far less than the hold, but its last steps, in the goal's
+    # region, pay about what the hold pays
+    def obs(k, t):
+        if t < 25:
+            return [(3.0 + 0.01 * k) * 0.85 ** t, 0.85 ** t]
+        return [0.0, 1e-6 * (t % 2)]
+
+    def reward(k, t):
+        x, y = obs(k, t)
+        return -(x * x + y * y)
+
+    record_episodes(tmp_path, "hover", [LENGTH] * EPISODES, reward=reward, obs=obs)
+    assert status(run(tmp_path, "state-cycling"), "hover").status == "clean"
+
+
+def test_state_cycling_ignores_non_finite_observations(tmp_path):
+    # a broken sensor: NaN observations on every step from t = 10, with finite rewards; not a loop, not an error
+    obs = lambda k, t: [float("nan"), float("nan")] if t >= 10 else [float(k), float(t)]  # noqa: E731
+    record_episodes(tmp_path, "nan-obs", [LENGTH] * EPISODES, reward=lambda k, t: 2.0 if t >= 10 else 1.0, obs=obs)
+    assert status(run(tmp_path, "state-cycling"), "nan-obs").status == "clean"
 
 
 def test_state_cycling_needs_observations(tmp_path):

@@ -17,8 +17,8 @@ from rlaudit.detectors.episode_stats import (
     persistent_span,
     quantised_key_sql,
     scalar_kind,
+    normal_sf,
     span_fields,
-    welch_greater,
 )
 from rlaudit.detectors.model import Finding
 from rlaudit.detectors.registry import detector
@@ -74,58 +74,81 @@ def key_sql(ctx: Context, column: str, resolution: float, *, declared: bool) -> 
 
 # -- state-cycling ----------------------------------------------------------------
 
+def finite_sql(ctx: Context, column: str) -> str:
+    """A SQL condition true where ``column`` holds no NaN or infinity (every element of a list)."""
+    c = ident(column)
+    if list_dims(ctx, column) is not None:
+        return f"(list_min({c}) > '-inf'::DOUBLE AND list_max({c}) < 'inf'::DOUBLE)"
+    if (scalar_kind(ctx, column) or "") in ("FLOAT", "DOUBLE"):
+        return f"isfinite({c})"
+    return "TRUE"
+
+
 @detector("state-cycling", severity="warning", needs=("obs", "reward"))
 def state_cycling(
     ctx: Context,
     *,
     resolution: float = 1e-4,
+    region: float = 0.05,
     min_loop_fraction: float = 0.5,
-    min_effect: float = 0.5,
+    min_effect: float = 0.05,
     alpha: float = 0.01,
     min_episodes: int = 5,
     gate_steps: int = 1_000_000,
     cap: int = 50,
 ) -> Iterator[Finding]:
-    """Episodes that revisit the same states in a loop and earn more in the loop than elsewhere.
+    """Episodes that revisit the same states in a loop and earn more in the loop than the same states pay elsewhere.
 
     Finds:
         Each observation is reduced to a state key: exact for discrete,
         integer, image and structured observations; float vectors quantised
         per dimension into cells of ``resolution`` of the range the run
-        reached. A step is a *loop step* when its state occurs more than once
-        in its episode (per sub-environment). Episodes with at least
-        ``min_loop_fraction`` loop steps are looping; the finding spans the
-        persistent stretch of looping episodes (centred majority of 5, at
-        least ``min_episodes``) and requires that the loop steps in it earn
-        more per step than the run's non-loop steps, by at least
-        ``min_effect`` standard deviations of the step reward, with a
-        one-sided Welch p <= ``alpha``. Runs of more than ``gate_steps``
-        steps are first screened on every 8th episode (chosen by a hash of
-        env_index and episode): without a looping episode there, the run is
-        clean (a stretch of 40 looping episodes escapes the screen with
-        probability 0.5%).
+        reached. Steps with a NaN or infinite observation or reward are left
+        out (``non-finite`` reports them). A step is a *loop step* when its
+        state occurs more than once in its episode (per sub-environment).
+        Episodes with at least ``min_loop_fraction`` loop steps are looping;
+        the finding spans the persistent stretch of looping episodes
+        (centred majority of 5, at least ``min_episodes``). The loop steps in
+        it are compared with what the same part of the state space pays
+        outside loops: each loop step's baseline is the mean reward of the
+        run's non-loop steps in its *region* (a coarser cell, ``region`` of
+        the reached range per dimension; the exact state for discrete
+        observations), or, for a region the run never passes outside a
+        loop, the mean of all the run's non-loop steps. Flagged when the
+        loop steps earn more than their baselines by at least
+        ``min_effect`` of the root-mean-square step reward, with a one-sided
+        z-test p <= ``alpha``. Runs of more than ``gate_steps`` steps are
+        first screened on every 8th episode (chosen by a hash of env_index
+        and episode): without a looping episode there, the run is clean (a
+        stretch of 40 looping episodes escapes the screen with probability
+        0.5%).
 
     Why it matters:
         A policy that goes round in circles and is paid on every lap is
         farming a reward loop (the CoastRunners boat): the reward pays for
         passing through states, not for getting anywhere. Potential-based
         shaping pays nothing net around a loop, so a loop that pays more than
-        the rest of the episode means a term that is not.
+        the same states pay when the agent passes them without looping means
+        a term that is not.
 
     Evidence:
         The looping episodes in order: env_index, episode,
         first_global_step, steps, loop steps, the most visits of one state,
-        and the mean reward on loop and non-loop steps. The run's non-loop
-        mean reward is the expected value.
+        and the mean reward on loop and non-loop steps. The loop steps'
+        baseline (what their regions pay outside loops) is the expected
+        value.
 
     Not flagged:
         A competent controller settling into a limit cycle or a fixed point
-        with the task's own reward (CartPole balancing: loop steps pay the
-        same +1 as every other step); exploration that revisits a few states;
-        episodes with fewer than ``min_loop_fraction`` loop steps; runs whose
-        every step is a loop step (nothing to compare the loop with) or whose
-        step reward never varies. Continuous states that never repeat within
-        a cell are never loops.
+        with the task's own reward: CartPole balancing (loop steps pay the
+        same +1 as every other step), a Pendulum held upright (the hovering
+        steps pay about 0, as the last steps of the swing-up through the
+        same region do, even though the swing-up as a whole pays far less);
+        exploration that revisits a few states; episodes with fewer than
+        ``min_loop_fraction`` loop steps; runs whose every step is a loop
+        step (nothing to compare the loop with) or whose step reward never
+        varies; non-finite observations and rewards. Continuous states that
+        never repeat within a cell are never loops.
 
     Fix:
         Find the rewarding transition inside the loop (the evidence episodes'
@@ -134,11 +157,17 @@ def state_cycling(
         progress instead of visits.
     """
     key, params, how = key_sql(ctx, "obs", resolution, declared=False)
-    query = f"""
-        WITH v AS (SELECT env_index, episode, {key} AS state, count(*) AS visits, min(global_step) AS g0,
-                          max(global_step) AS g1, sum(reward) AS rs, sum(reward * reward) AS rq
+    region_key = key
+    if "widths" in params:  # float vectors: the same cells, ``region / resolution`` times wider
+        region_key = quantised_key_sql("obs", len(params["widths"]), widths="region_widths")
+        params = {**params, "region_widths": [w * region / resolution for w in params["widths"]]}
+    cte = f"""
+        WITH v AS (SELECT env_index, episode, {key} AS state, any_value({region_key}) AS region, count(*) AS visits,
+                          min(global_step) AS g0, max(global_step) AS g1, sum(reward) AS rs, sum(reward * reward) AS rq
                    FROM steps WHERE run_id = $run_id AND obs IS NOT NULL AND isfinite(reward)
-                   GROUP BY env_index, episode, state)
+                        AND {finite_sql(ctx, "obs")}
+                   GROUP BY env_index, episode, state)"""
+    query = cte + """
         SELECT env_index, episode, min(g0) AS first_global_step, max(g1) AS last_global_step,
                sum(visits) AS steps, coalesce(sum(visits) FILTER (WHERE visits > 1), 0) AS loop_steps,
                max(visits) AS max_visits,
@@ -162,6 +191,8 @@ def state_cycling(
         if not looping:
             return
     rows = ctx.sql(query + " ORDER BY first_global_step, env_index", **params).rows()
+    if not rows:
+        return
     arr = np.array([r[4:6] + r[9:13] for r in rows], dtype=float)
     steps, loops, lsum, lsq, osum, osq = arr.T
     n_other = float((steps - loops).sum())
@@ -170,7 +201,7 @@ def state_cycling(
     var_all = float((lsq + osq).sum() / n_all - mean_all ** 2)
     if n_other < 2 or var_all <= 1e-12 * max(1.0, mean_all ** 2):
         return
-    sd = math.sqrt(var_all)
+    rms = math.sqrt(float((lsq + osq).sum() / n_all))
     m_o = float(osum.sum() / n_other)
     v_o = max(float(osq.sum() / n_other - m_o ** 2), 0.0)
     span = persistent_span(loops >= min_loop_fraction * steps, min_episodes=min_episodes,
@@ -182,9 +213,12 @@ def state_cycling(
     if n_l < 2:
         return
     m_l = float(lsum[mb].sum() / n_l)
-    v_l = max(float(lsq[mb].sum() / n_l - m_l ** 2), 0.0)
-    effect = (m_l - m_o) / sd
-    p = welch_greater(n_l, m_l, v_l, n_other, m_o, v_o)
+    baseline, var_diff = _loop_baseline(ctx, cte, params, {(rows[i][0], rows[i][1]) for i in mb.tolist()},
+                                        m_o, v_o, n_other)
+    excess = m_l - baseline
+    effect = excess / rms
+    se = math.sqrt(var_diff)
+    p = (0.0 if excess > 0 else 1.0) if se == 0 else min(1.0, max(0.0, normal_sf(excess / se)))
     if effect < min_effect or p > alpha:
         return
     fields = span_fields(rows, span)
@@ -198,17 +232,58 @@ def state_cycling(
     )
     yield ctx.finding(
         f"{len(mb)} episodes loop through revisited states ({n_l / steps[mb].sum():.0%} of their steps) and the "
-        f"loop steps pay {num(m_l)} per step against {num(m_o)} on the run's other steps "
-        f"({effect:.2g} reward SDs); expected loops to pay no more than the rest of the task",
+        f"loop steps pay {num(m_l)} per step against {num(baseline)} for the same regions of the state space outside "
+        f"loops ({effect:.2g} of the RMS step reward {num(rms)}); expected loops to pay no more than the same states "
+        "pay elsewhere",
         score=float(effect),
         evidence=evidence,
         p_value=p,
-        p_method="asymptotic (one-sided Welch z on step rewards, loop steps vs the run's other steps)",
+        p_method="asymptotic (one-sided z on step rewards, loop steps vs non-loop steps of the same regions)",
         actual={"looping_episodes": len(mb), "loop_step_share": n_l / float(steps[mb].sum()),
-                "loop_reward": m_l, "effect_sd": effect, "state_key": how},
-        expected={"other_reward": m_o, "max_effect_sd": min_effect, "min_loop_fraction": min_loop_fraction},
+                "loop_reward": m_l, "effect": effect, "state_key": how},
+        expected={"baseline_reward": baseline, "other_reward": m_o, "min_effect": min_effect,
+                  "min_loop_fraction": min_loop_fraction, "region": region},
         **fields,
     )
+
+
+def _loop_baseline(ctx: Context, cte: str, params: dict, members: set, m_o: float, v_o: float,
+                   n_other: float) -> tuple[float, float]:
+    """What the loop steps of ``members`` (env_index, episode) would earn outside loops, and the variance of the excess.
+
+    Each loop step's baseline is the mean non-loop reward of its region, or the run's non-loop mean ``m_o``
+    for a region never passed outside a loop. The variance combines the loop steps' within-region variance and
+    the baselines' sampling variance.
+    """
+    rows = ctx.sql(cte + """,
+             looped AS (SELECT DISTINCT region FROM v WHERE visits > 1)
+        SELECT env_index, episode, region, visits > 1 AS is_loop, sum(visits), sum(rs), sum(rq)
+        FROM v SEMI JOIN looped USING (region) GROUP BY ALL""", **params).rows()
+    loop: dict[Any, list[float]] = {}
+    other: dict[Any, list[float]] = {}
+    for env, episode, reg, is_loop, n, rs, rq in rows:
+        if is_loop and (env, episode) not in members:
+            continue
+        acc = (loop if is_loop else other).setdefault(reg, [0.0, 0.0, 0.0])
+        acc[0] += n
+        acc[1] += rs
+        acc[2] += rq
+    n_l = sum(a[0] for a in loop.values())
+    n_cov = sum(a[0] for a in other.values())
+    within_o = sum(a[2] - a[1] ** 2 / a[0] for a in other.values())
+    v_region = max(within_o / n_cov, 0.0) if n_cov else 0.0
+    expected = var_base = w_fallback = within_l = 0.0
+    for reg, (n, rs, rq) in loop.items():
+        within_l += rq - rs ** 2 / n
+        w = n / n_l
+        if reg in other:
+            expected += n * other[reg][1] / other[reg][0]
+            var_base += w * w * v_region / other[reg][0]
+        else:
+            expected += n * m_o
+            w_fallback += w
+    var_base += w_fallback ** 2 * v_o / n_other
+    return expected / n_l, max(within_l / n_l, 0.0) / n_l + var_base
 
 
 # -- action-repetition -------------------------------------------------------------

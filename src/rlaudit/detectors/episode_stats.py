@@ -217,14 +217,15 @@ def dim_ranges(ctx: Any, column: str, dims: int, *, reference: bool = False) -> 
     return [float(v) for v in row[0::2]], [float(v) for v in row[1::2]]
 
 
-def quantised_key_sql(column: str, dims: int) -> str:
+def quantised_key_sql(column: str, dims: int, *, lows: str = "lows", widths: str = "widths") -> str:
     """A SQL expression hashing a float list column quantised per dimension.
 
-    Bind ``$lows`` and ``$widths`` (one value per dimension, widths > 0):
-    dimension d becomes ``floor((x[d] - lows[d]) / widths[d])`` (NULL for NaN and infinities).
+    Bind ``$lows`` and ``$widths`` (one value per dimension, widths > 0; other parameter names with ``lows`` and
+    ``widths``): dimension d becomes ``floor((x[d] - lows[d]) / widths[d])`` (NULL for NaN and infinities).
     """
     c = ident(column)
-    cells = ", ".join(f"TRY_CAST(floor(({c}[{d}] - $lows[{d}]) / $widths[{d}]) AS BIGINT)" for d in range(1, dims + 1))
+    cells = ", ".join(f"TRY_CAST(floor(({c}[{d}] - ${lows}[{d}]) / ${widths}[{d}]) AS BIGINT)"
+                      for d in range(1, dims + 1))
     return f"hash({cells})"
 
 
