@@ -221,9 +221,11 @@ def record_policy_run(
     metrics=(),
     config: dict | None = None,
     learning: bool = True,
+    truncated=None,
 ) -> str:
     """A single-env run with policy columns: ``entropy(k, t)``, ``value(k, t)``, ``action(k, t)`` per step,
-    two actions, ``policy_version`` = episode number when ``learning`` (the policy changes every episode)."""
+    two actions, ``policy_version`` = episode number when ``learning`` (the policy changes every episode);
+    episode ``k`` ends truncated if ``truncated(k)``, else terminated."""
     import gymnasium as gym
 
     from rlaudit.recorder.core import Recorder
@@ -242,8 +244,9 @@ def record_policy_run(
                 if learning:
                     kw["policy_version"] = k
                 end = t == len(rewards) - 1
+                cut = bool(truncated(k)) if truncated else False
                 rec.step(action(k, t) if action else t % 2, np.asarray([k, t + 1, 0, 0], dtype=np.float32), float(r),
-                         end, False, **kw)
+                         end and not cut, end and cut, **kw)
         for gs, scalars in metrics:
             rec.log_metrics(gs, **scalars)
     return run_id

@@ -26,7 +26,6 @@ REGISTRY = get_registry()
 KNOWN_GAPS = {
     "reward-term-dominance": "misses the growing referral term on career-heuristic (share drift found 14+ episodes late)",
     "boundary-exploitation": "misses the full-torque bonus on Pendulum (pinned-edge test not significant)",
-    "value-explosion": "flags the clean PPO run (career runs of the suite declare no reward bounds); misses the plant",
     "sparse-reward-stall": "judges learning runs only; the plant is a random policy",
     "training-instability": "misses the diverging PPO metrics",
     "truncation-exploitation": "misses the alive-bonus stall on MountainCar seed 0",

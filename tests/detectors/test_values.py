@@ -29,8 +29,18 @@ def test_without_bounds_runaway_growth_is_still_found(tmp_path):
                       config={"gamma": 0.9})
     (f,) = _run(tmp_path, NAME).findings
     assert f.actual["check"] == "runaway"
-    # 30 * 1.2**(k-40) first exceeds 10 x the largest discounted return (about 10) at episode 47
-    assert f.episode_start == 47 and f.episode_end == 59
+    # 30 * 1.2**(k-40) first exceeds 10 x the largest discounted return (about 10) at episode 47; the estimates
+    # left the returns' scale at episode 40, where the span starts
+    assert f.episode_start == 40 and f.episode_end == 59
+    assert f.actual["steps"] == 13 * 50
+
+
+def test_runaway_limit_is_not_raised_by_bootstrapping_truncated_episodes(tmp_path):
+    # every episode is cut by a time limit; the estimates at its last step explode with the rest
+    record_policy_run(tmp_path, "r", _noisy_rewards(4), value=lambda k, t: 5.0 if k < 30 else 5.0 * 1.3 ** (k - 30),
+                      config={"gamma": 0.99}, truncated=lambda k: True)
+    (f,) = _run(tmp_path, NAME).findings
+    assert f.actual["check"] == "runaway" and f.episode_end == 59
     assert f.expected["bound"].startswith("not checked: the manifest declares no per-step reward bounds")
 
 

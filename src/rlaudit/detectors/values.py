@@ -59,7 +59,9 @@ def value_explosion(
           Without declared bounds this check is skipped (the finding says
           so) and the others still run.
         - Runaway growth: estimates whose magnitude exceeds ``runaway``
-          times the largest |discounted return| the run realised.
+          times the largest |discounted return| the run realised (the
+          rewards alone: truncated episodes are not bootstrapped here, so
+          exploding estimates cannot raise their own limit).
         - Over-estimation: the estimate at each training episode's first
           step against the realised discounted return from that step (a
           time-limit truncation is bootstrapped with the value at the last
@@ -76,8 +78,9 @@ def value_explosion(
         Runs with more than ``max_episodes`` training episodes compare every
         k-th episode number (enough for a bias estimate, and one cheap pass).
         The span runs from the first episode in the condition to its last
-        (bound, runaway) or over the final stretch where the bias held
-        (over-estimation, stall).
+        (bound), from where the estimates last left the scale of the
+        realised returns to the last runaway episode (runaway), or over the
+        final stretch where the bias held (over-estimation, stall).
 
     Why it matters:
         Soft divergence (estimates beyond any achievable return) is the
@@ -203,6 +206,9 @@ def value_explosion(
         ctx.skip(f"needs at least {min_episodes} finished training episodes with estimates, run has {t.num_rows}")
     c = {name: t.column(name).to_numpy(zero_copy_only=False) for name in t.column_names}
     g = c["g"].astype(float)
+    # the runaway scale is what the rewards realised; bootstrapping it with the estimates under test would let
+    # exploding estimates raise their own limit
+    realised_scale = float(np.max(np.abs(g)))
     cut = c["cut"].astype(bool)
     # a time-limit truncation: replace the last reward by the value estimate of the last state
     g = np.where(cut, g - c["g_last"] * c["r_last"] + c["g_last"] * c["v_last"], g)
@@ -214,7 +220,7 @@ def value_explosion(
         return {"episode_start": int(episodes[i]), "episode_end": int(episodes[j]), "step_start": int(s0s[i]),
                 "step_end": int(s1s[j]), "env_index": int(e[0]) if np.all(e == e[0]) else None, "phase": phase}
 
-    scale = float(np.max(np.abs(g)))
+    scale = realised_scale
     if scale > 0:
         size = f"greatest(abs({est_hi}), abs({est_lo}))"
         cond = f"{PHASE_FILTER} AND isfinite({est_hi}) AND isfinite({est_lo}) AND {size} > $limit"
@@ -226,15 +232,25 @@ def value_explosion(
         ).one()
         if row[0]:
             n, s0, s1, e0, e1, i0, i1, worst = row
+            # the runaway began where the estimates last left the scale of the realised returns before s0
+            left = ctx.sql(
+                f"WITH e AS (SELECT global_step, episode, {size} AS size FROM steps WHERE run_id = $run_id "
+                f"AND {PHASE_FILTER} AND isfinite({est_hi}) AND isfinite({est_lo}) AND global_step <= $s0) "
+                "SELECT global_step, episode FROM e WHERE size > $scale AND global_step > "
+                "coalesce((SELECT max(global_step) FROM e WHERE size <= $scale), -1) ORDER BY global_step LIMIT 1",
+                phase=phase, s0=s0, scale=scale,
+            ).one()
+            if left is not None:
+                s0, e0 = left
             evidence = ctx.evidence(
                 f"SELECT global_step, env_index, episode, t, phase, {est_hi} AS estimate_max, {est_lo} AS estimate_min "
                 f"FROM steps WHERE run_id = $run_id AND {cond} ORDER BY {size} DESC, global_step, env_index",
                 cap=cap, phase=phase, limit=runaway * scale,
             )
             yield ctx.finding(
-                f"{source} estimates ran away: from episode {e0} on, {n:,} steps hold an |estimate| above {runaway:g} × "
-                f"the largest realised discounted return {num(scale)} (largest {num(worst)}); expected estimates on the "
-                "scale of the returns",
+                f"{source} estimates ran away: they left the scale of the realised discounted returns (largest "
+                f"{num(scale)}) at episode {e0} and {n:,} steps hold an |estimate| above {runaway:g} × that "
+                f"(largest {num(worst)}); expected estimates on the scale of the returns",
                 score=float(worst / scale), evidence=evidence, episode_start=e0, episode_end=e1, step_start=s0,
                 step_end=s1, env_index=i0 if i0 == i1 else None, phase=phase,
                 actual={"check": "runaway", "source": source, "steps": n, "max_abs_estimate": worst},
