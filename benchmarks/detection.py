@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -60,6 +59,13 @@ def audit_all(case_list: list[Case], folders: list[Path], processes: int) -> lis
 
     with mp.get_context("spawn").Pool(processes) as pool:
         return pool.map(_audit_worker, work)
+
+
+def _median(xs: list[float]) -> float:
+    """The median (not ``statistics.median``: this folder's statistics.py shadows the standard library's)."""
+    s = sorted(xs)
+    mid = len(s) // 2
+    return float(s[mid]) if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
 
 
 def _rate(k: int, n: int) -> str:
@@ -138,11 +144,11 @@ def table(rows: list[dict]) -> str:
             lines.append(f"| `{r['detector']}` | not registered | ({r['planted']} plants ready) | | |")
             continue
         errs = r.get("onset_errors", [])
-        onset = f"{statistics.median(errs):g} (max {max(errs)}, n={len(errs)})" if errs else "–"
+        onset = f"{_median(errs):g} (max {max(errs)}, n={len(errs)})" if errs else "–"
         n, fp = r["clean_audited"], r["fp"]
         ok_fp = n > 0 and fp / n <= TARGET_FP
         ok_rec = r["planted"] == 0 or r["found"] / r["planted"] >= TARGET_RECALL
-        ok_on = not errs or statistics.median(errs) <= TARGET_ONSET
+        ok_on = not errs or _median(errs) <= TARGET_ONSET
         skipped = f" ({r['clean_skipped']} skipped)" if r["clean_skipped"] else ""
         lines.append(f"| `{r['detector']}` | {_rate(fp, n)}{skipped} | {_rate(r['found'], r['planted'])} | {onset} | "
                      f"{'yes' if ok_fp and ok_rec and ok_on else 'no'} |")
