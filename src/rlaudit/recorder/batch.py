@@ -178,7 +178,8 @@ class BatchRecording:
         n = len(rewards)
         b = self._batch
         end = offset + n
-        if b is None or len(b) < end or b.episode[offset:end].min() < 0:
+        # np.count_nonzero, not .any(): a fraction of the cost on the few sub-envs of a batch
+        if b is None or len(b) < end or np.count_nonzero(b.episode[offset:end] < 0):
             if not self._envs:
                 self._drop("step_batch without reset_batch before it: first observations unknown")
                 self._reset_batch(next_obs, None, None, offset)
@@ -194,7 +195,7 @@ class BatchRecording:
         b_episode, b_t, b_done = b.episode[offset:end], b.t[offset:end], b.done[offset:end]
         b_seed, b_seeded = b.seed[offset:end], b.seeded[offset:end]
         was_done = b_done.copy()
-        any_was_done = was_done.any()
+        any_was_done = np.count_nonzero(was_done)
         if any_was_done:
             if autoreset_mode == "disabled":
                 self._drop("step_batch on a finished sub-env that was not reset (autoreset disabled)")
@@ -209,7 +210,7 @@ class BatchRecording:
             self._flush()
         i = self._n
         done = terminations | truncations
-        any_done = done.any()
+        any_done = np.count_nonzero(done)
         now = time.perf_counter()
         if k:
             sl = slice(i, i + k)
@@ -225,7 +226,7 @@ class BatchRecording:
             f["reward"][sl] = rewards[sel]
             f["terminated"][sl] = terminations[sel]
             f["truncated"][sl] = truncations[sel]
-            if b_seeded.any():
+            if np.count_nonzero(b_seeded):
                 seeded = np.flatnonzero(b_seeded[sel])
                 envs = seeded if idx is None else idx[seeded]
                 self._reset_seed.extend((i + seeded).tolist(), b_seed[envs].tolist())
@@ -241,7 +242,10 @@ class BatchRecording:
                     arr = np.asarray(vals, dtype=np.int64 if name == "policy_version" else np.float64).ravel()
                     if arr.shape[0] != n:  # one value for every sub-env
                         arr = np.broadcast_to(arr, (n,))
-                    self._policy.setdefault(name, Sparse()).extend(row_ids, arr[sel].tolist())
+                    col = self._policy.get(name)
+                    if col is None:
+                        col = self._policy[name] = Sparse()
+                    col.extend(row_ids, (arr if idx is None else arr[sel]).tolist())
             if q is not None:
                 self._q.extend(row_ids, list(np.asarray(q, dtype=np.float32).reshape(n, -1)[sel]))
             if any_done:
