@@ -156,7 +156,10 @@ def vector_infos(infos: list[dict], drop) -> dict[str, Any] | None:
     Nested dicts (Monitor's ``episode``) are flattened with ``.``; SB3's own
     keys are left out; values that are not scalars are counted by ``drop``.
     """
-    if all(info.keys() <= _VEC_KEYS for info in infos):
+    for info in infos:
+        if info and not info.keys() <= _VEC_KEYS:
+            break
+    else:
         return None
     n = len(infos)
     cols: dict[str, list] = {}
@@ -522,7 +525,7 @@ class _TrajectoryCallback:
         if actions is None:
             actions = loc["actions"]
         rec = self.recorder
-        if dones.any():
+        if np.count_nonzero(dones):
             ended = np.flatnonzero(dones)
             truncated = np.zeros(n, bool)
             for k in ended:
