@@ -136,12 +136,15 @@ def test_rank_ranges_mark_ties():
 
 #: Enough training for the failures to occur (the reduced budget of the CI run).
 CI_BUDGET = dataclasses.replace(QUICK_BUDGET, episodes=30, max_steps=200)
+#: T1.1 at the reference's 50 episodes (its runs burn out early, so they are short). Training does not
+#: depend on the number of evaluation episodes, so these runs train exactly as in `rlaudit stress`.
+TRAP_BUDGET = dataclasses.replace(QUICK_BUDGET, episodes=50, max_steps=200)
 
 
 @pytest.mark.slow
 def test_reduced_stress_run_finds_every_expected_failure(tmp_path):
     pytest.importorskip("torch")
-    report, audit = run_stress(tmp_path, only=["T1.1", "T3.3", "T4.1"], seeds=1, budget=CI_BUDGET)
+    report, audit = run_stress(tmp_path, only=["T3.3", "T4.1"], seeds=1, budget=CI_BUDGET)
     for outcome in report.outcomes:
         assert outcome.passed, (outcome.test.id, outcome.per_seed)
         assert outcome.detected is True, (outcome.test.id, outcome.detections, outcome.other_findings)
@@ -151,3 +154,14 @@ def test_reduced_stress_run_finds_every_expected_failure(tmp_path):
     onset = CI_BUDGET.episodes + 2 * CI_BUDGET.eval_episodes
     assert abs(finding.episode_start - onset) <= 5, finding
     assert shift.per_seed[0]["drop"] > 0
+
+    # The salary trap is found wherever it really occurs: a seed whose episodes nearly all end burnt out
+    # (the reference's band is a mean final burnout of 0.98). Seed 0 falls in only half-way within 50
+    # episodes (final burnout 0.60), seed 1 fully (0.92); see docs/stress-tests.md.
+    trap_report, _ = run_stress(tmp_path, only=["T1.1"], seeds=2, budget=TRAP_BUDGET)
+    (trap,) = trap_report.outcomes
+    found = set(trap.detections["reward-hacking"]["found"])
+    trapped = [f"stress-salary-trap-s{seed}" for seed, m in zip(trap.seeds, trap.per_seed)
+               if m["mean_final_burnout"] >= 0.9]
+    assert trapped, trap.per_seed
+    assert set(trapped) <= found, (trap.per_seed, trap.detections)

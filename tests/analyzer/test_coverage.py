@@ -1,6 +1,6 @@
 """The coverage docs/statistics.md states is what rlaudit's intervals deliver.
 
-benchmarks/statistics.py measured the table with 2,000 replications and a
+benchmarks/bootstrap_stats.py measured the table with 2,000 replications and a
 vectorised batch bootstrap; here a smaller independent simulation through the
 public functions (bootstrap_intervals, welch) must land within Monte Carlo
 error of the documented numbers.

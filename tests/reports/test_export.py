@@ -103,7 +103,7 @@ def test_analyze_export_option_writes_both_and_replaces_its_own_files(audited, t
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     groups = [r.run_id for r in audit.runs] + (["_store"] if any(r.run_id is None for r in audit.results) else [])
     assert files == sorted(
-        ["audit.json", "wandb/wandb-summary.json"]
+        ["audit.json", "report.html", "wandb/wandb-summary.json"]
         + [f"tensorboard/{g}/events.out.tfevents.0.rlaudit" for g in groups]
         + [f"wandb/{g}/wandb-summary.json" for g in groups]
     )

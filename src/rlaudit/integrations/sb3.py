@@ -156,7 +156,10 @@ def vector_infos(infos: list[dict], drop) -> dict[str, Any] | None:
     Nested dicts (Monitor's ``episode``) are flattened with ``.``; SB3's own
     keys are left out; values that are not scalars are counted by ``drop``.
     """
-    if all(info.keys() <= _VEC_KEYS for info in infos):
+    for info in infos:
+        if info and not info.keys() <= _VEC_KEYS:
+            break
+    else:
         return None
     n = len(infos)
     cols: dict[str, list] = {}
@@ -229,6 +232,33 @@ def epsilon_greedy(q: np.ndarray, actions: np.ndarray, eps: float) -> tuple[np.n
     if p_other > 0.0:
         entropy -= (n_actions - 1) * p_other * math.log(p_other)
     return logp, entropy, q[np.arange(len(q)), greedy]
+
+
+# Up to this many logits, the entropy is computed on Python floats: for one or a
+# few small envs that is several times faster than numpy's per-call overhead.
+_SMALL_LOGITS = 64
+
+
+def _categorical_entropy(logits: Any, actions: np.ndarray, logp: np.ndarray) -> np.ndarray | list[float] | None:
+    """Entropy of each row of a categorical policy's normalised ``logits`` (a torch tensor, (n, A)).
+
+    None unless the logits give ``logp`` (the recorded log-probs) for the
+    taken ``actions``, that is unless they are the distribution that acted.
+    """
+    n = len(logp)
+    if logits.dim() != 2 or logits.shape[0] != n:
+        return None
+    if logits.numel() <= _SMALL_LOGITS:
+        rows = logits.tolist()
+        if any(abs(row[a] - lp) > 1e-5 for row, a, lp in zip(rows, actions.tolist(), logp.tolist())):
+            return None
+        # p * log p with p = exp(logit); an impossible action (logit -inf) adds 0
+        return [-sum(math.exp(x) * x for x in row if x != -math.inf) for row in rows]
+    lg = logits.cpu().numpy()
+    if np.abs(lg[np.arange(n), actions] - logp).max() > 1e-5:
+        return None
+    p = np.exp(lg)
+    return -(p * np.where(p > 0, lg, 0.0)).sum(axis=1)
 
 
 def metric_name(key: str) -> str:
@@ -495,7 +525,7 @@ class _TrajectoryCallback:
         if actions is None:
             actions = loc["actions"]
         rec = self.recorder
-        if dones.any():
+        if np.count_nonzero(dones):
             ended = np.flatnonzero(dones)
             truncated = np.zeros(n, bool)
             for k in ended:
@@ -569,12 +599,12 @@ class _TrajectoryCallback:
         self._q_seen = None
         self._q_hook = self.model.q_net.register_forward_hook(hook)
 
-    def _entropy(self, loc: dict, log_probs: Any, logp: np.ndarray) -> np.ndarray | None:
+    def _entropy(self, loc: dict, log_probs: Any, logp: np.ndarray) -> np.ndarray | list[float] | None:
         """Entropy of the acting policy at this step's observations.
 
         SB3 builds the action distribution in place in ``policy(obs)``, so the
         policy's distribution object still holds this step's: for a
-        categorical policy the entropy comes from its logits in numpy, after
+        categorical policy the entropy comes from its logits, after
         checking that they give the recorded log-probs of the taken actions;
         a diagonal Gaussian's entropy depends only on ``log_std``.  Otherwise
         (another callback ran the policy since, other distributions) the
@@ -585,12 +615,9 @@ class _TrajectoryCallback:
         kind = type(dist).__name__
         try:
             if kind == "CategoricalDistribution":
-                logits = dist.distribution.logits.cpu().numpy()
-                n = len(logp)
-                actions = np.asarray(loc["actions"]).reshape(-1)
-                if logits.shape[0] == n and np.abs(logits[np.arange(n), actions] - logp).max() <= 1e-5:
-                    p = np.exp(logits)
-                    return -(p * np.where(p > 0, logits, 0.0)).sum(axis=1)
+                ent = _categorical_entropy(dist.distribution.logits, np.asarray(loc["actions"]).reshape(-1), logp)
+                if ent is not None:
+                    return ent
             elif kind == "DiagGaussianDistribution" and getattr(policy, "log_std", None) is not None:
                 version = getattr(self.model, "_n_updates", None)
                 if self._gauss_entropy is None or self._gauss_entropy[0] != version:

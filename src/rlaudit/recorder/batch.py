@@ -29,6 +29,7 @@ class _BatchState:
         self.done = np.zeros(n, bool)  # finished; the next NEXT_STEP call is its reset
         self.seed = np.zeros(n, np.int64)
         self.seeded = np.zeros(n, bool)
+        self.unstarted = n  # sub-envs never reset (episode -1); 0 spares steps the check
 
     def __len__(self) -> int:
         return len(self.episode)
@@ -119,6 +120,8 @@ class BatchRecording:
         b.t[rows] = 0
         b.done[rows] = False
         b.seeded[rows] = False
+        if b.unstarted:
+            b.unstarted = int(np.count_nonzero(b.episode < 0))
         if seeds is not None:
             if isinstance(seeds, (int, np.integer)):
                 seed_list = [int(seeds) + k for k in range(n)]
@@ -178,7 +181,8 @@ class BatchRecording:
         n = len(rewards)
         b = self._batch
         end = offset + n
-        if b is None or len(b) < end or b.episode[offset:end].min() < 0:
+        # np.count_nonzero, not .any(): a fraction of the cost on the few sub-envs of a batch
+        if b is None or len(b) < end or (b.unstarted and np.count_nonzero(b.episode[offset:end] < 0)):
             if not self._envs:
                 self._drop("step_batch without reset_batch before it: first observations unknown")
                 self._reset_batch(next_obs, None, None, offset)
@@ -194,7 +198,7 @@ class BatchRecording:
         b_episode, b_t, b_done = b.episode[offset:end], b.t[offset:end], b.done[offset:end]
         b_seed, b_seeded = b.seed[offset:end], b.seeded[offset:end]
         was_done = b_done.copy()
-        any_was_done = was_done.any()
+        any_was_done = np.count_nonzero(was_done)
         if any_was_done:
             if autoreset_mode == "disabled":
                 self._drop("step_batch on a finished sub-env that was not reset (autoreset disabled)")
@@ -209,23 +213,28 @@ class BatchRecording:
             self._flush()
         i = self._n
         done = terminations | truncations
-        any_done = done.any()
+        any_done = np.count_nonzero(done)
         now = time.perf_counter()
         if k:
             sl = slice(i, i + k)
             self._obs.gather(i, self._staging, shift(sel, offset))
             self._action.set_rows(i, actions, sel)
-            f = self._fields
-            f["env_index"][sl] = np.arange(offset, end)[sel]
-            f["episode"][sl] = b_episode[sel]
-            f["t"][sl] = b_t[sel]
-            f["global_step"][sl] = self.global_step
-            f["phase"][sl] = self._phase_code
-            f["wall_time"][sl] = now - self._t0
-            f["reward"][sl] = rewards[sel]
-            f["terminated"][sl] = terminations[sel]
-            f["truncated"][sl] = truncations[sel]
-            if b_seeded.any():
+            if k == 1:  # one row: one structured write (as step() does), not one per column
+                j = 0 if idx is None else int(idx[0])
+                self._row_fields[i] = (offset + j, b_episode[j], b_t[j], self.global_step, self._phase_code,
+                                       now - self._t0, rewards[j], terminations[j], truncations[j])
+            else:
+                f = self._fields
+                f["env_index"][sl] = np.arange(offset, end)[sel]
+                f["episode"][sl] = b_episode[sel]
+                f["t"][sl] = b_t[sel]
+                f["global_step"][sl] = self.global_step
+                f["phase"][sl] = self._phase_code
+                f["wall_time"][sl] = now - self._t0
+                f["reward"][sl] = rewards[sel]
+                f["terminated"][sl] = terminations[sel]
+                f["truncated"][sl] = truncations[sel]
+            if np.count_nonzero(b_seeded):
                 seeded = np.flatnonzero(b_seeded[sel])
                 envs = seeded if idx is None else idx[seeded]
                 self._reset_seed.extend((i + seeded).tolist(), b_seed[envs].tolist())
@@ -239,9 +248,16 @@ class BatchRecording:
             for name, vals in (("logp", logp), ("entropy", entropy), ("value", value), ("policy_version", policy_version)):
                 if vals is not None:
                     arr = np.asarray(vals, dtype=np.int64 if name == "policy_version" else np.float64).ravel()
-                    if arr.shape[0] != n:  # one value for every sub-env
-                        arr = np.broadcast_to(arr, (n,))
-                    self._policy.setdefault(name, Sparse()).extend(row_ids, arr[sel].tolist())
+                    if arr.shape[0] == n:
+                        values = (arr if idx is None else arr[sel]).tolist()
+                    elif arr.shape[0] == 1:  # one value for every sub-env
+                        values = arr.tolist() * k
+                    else:
+                        raise ValueError(f"{name}: {arr.shape[0]} values for {n} sub-envs")
+                    col = self._policy.get(name)
+                    if col is None:
+                        col = self._policy[name] = Sparse()
+                    col.extend(row_ids, values)
             if q is not None:
                 self._q.extend(row_ids, list(np.asarray(q, dtype=np.float32).reshape(n, -1)[sel]))
             if any_done:

@@ -333,6 +333,8 @@ class Recorder(BatchRecording):
         if self._action_in_row:
             self._action.data = self._rows["action"]  # a Discrete action is one more field of the row
         self._fields = {name: self._rows[name] for name in self._rows.dtype.names}  # column views
+        # every field but a Discrete action (the action column writes that): one batch row at a time
+        self._row_fields = self._rows[[f for f in self._rows.dtype.names if f != "action"]]
         # what a single-stream step writes; its counters come from the marks
         self._step_fields = self._rows[[f for f in self._rows.dtype.names if f not in _COUNTER_FIELDS]]
         self._new_segment_state()

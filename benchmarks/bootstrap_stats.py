@@ -1,8 +1,8 @@
 """Speed and coverage of rlaudit's comparison statistics (rlaudit.analyzer.statistics).
 
-    PYTHONPATH=src python benchmarks/statistics.py            # both parts
-    PYTHONPATH=src python benchmarks/statistics.py speed      # (a) only
-    PYTHONPATH=src python benchmarks/statistics.py coverage   # (b) only
+    PYTHONPATH=src python benchmarks/bootstrap_stats.py            # both parts
+    PYTHONPATH=src python benchmarks/bootstrap_stats.py speed      # (a) only
+    PYTHONPATH=src python benchmarks/bootstrap_stats.py coverage   # (b) only
 
 (a) Speed: 95 % stratified-bootstrap intervals for 10 groups x 10 runs with
     50,000 resamples each: the IQM alone (target <= 1 s), IQM + mean + median
