@@ -134,11 +134,9 @@ def test_rank_ranges_mark_ties():
     assert (by["a"]["rank_best"], by["a"]["rank_worst"], by["a"]["tie"]) == (2, 3, True)
 
 
-#: Enough training for the failures to occur (the reduced budget of the CI run).
-CI_BUDGET = dataclasses.replace(QUICK_BUDGET, episodes=30, max_steps=200)
-#: T1.1 at the reference's 50 episodes (its runs burn out early, so they are short). Training does not
-#: depend on the number of evaluation episodes, so these runs train exactly as in `rlaudit stress`.
-TRAP_BUDGET = dataclasses.replace(QUICK_BUDGET, episodes=50, max_steps=200)
+#: The reference's 50 training episodes with fewer evaluation episodes. Training does not depend on
+#: the number of evaluation episodes, so these runs train exactly as seed 0 (and 1) of `rlaudit stress`.
+CI_BUDGET = dataclasses.replace(QUICK_BUDGET, episodes=50, max_steps=200)
 
 
 @pytest.mark.slow
@@ -158,7 +156,7 @@ def test_reduced_stress_run_finds_every_expected_failure(tmp_path):
     # The salary trap is found wherever it really occurs: a seed whose episodes nearly all end burnt out
     # (the reference's band is a mean final burnout of 0.98). Seed 0 falls in only half-way within 50
     # episodes (final burnout 0.60), seed 1 fully (0.92); see docs/stress-tests.md.
-    trap_report, _ = run_stress(tmp_path, only=["T1.1"], seeds=2, budget=TRAP_BUDGET)
+    trap_report, _ = run_stress(tmp_path, only=["T1.1"], seeds=2, budget=CI_BUDGET)
     (trap,) = trap_report.outcomes
     found = set(trap.detections["reward-hacking"]["found"])
     trapped = [f"stress-salary-trap-s{seed}" for seed, m in zip(trap.seeds, trap.per_seed)
