@@ -107,8 +107,10 @@ class RunData:
 
     def __init__(self, store: Any, run_id: str):
         self.run_id = run_id
+        max_abs_q = ("max(greatest(abs(list_max(q)), abs(list_min(q))))"
+                     if store.runs[run_id].has("q") else "NULL")
         rows = store.sql(
-            """
+            f"""
             SELECT e.episode, e.phase, e.return, e.length, e.first_global_step,
                    s.final_burnout, s.final_salary_norm, s.switches, s.max_abs_q
             FROM episodes e JOIN (
@@ -116,20 +118,7 @@ class RunData:
                        arg_max(info.burnout, t) AS final_burnout,
                        arg_max(info.salary_norm, t) AS final_salary_norm,
                        sum(CASE WHEN action = 1 THEN 1 ELSE 0 END) AS switches,
-                       max(greatest(abs(list_max(q)), abs(list_min(q)))) AS max_abs_q
-                FROM steps WHERE run_id = $run_id GROUP BY ALL
-            ) s USING (env_index, episode)
-            WHERE e.run_id = $run_id ORDER BY e.episode
-            """
-            if _has(store, run_id, "q") else
-            """
-            SELECT e.episode, e.phase, e.return, e.length, e.first_global_step,
-                   s.final_burnout, s.final_salary_norm, s.switches, NULL AS max_abs_q
-            FROM episodes e JOIN (
-                SELECT env_index, episode,
-                       arg_max(info.burnout, t) AS final_burnout,
-                       arg_max(info.salary_norm, t) AS final_salary_norm,
-                       sum(CASE WHEN action = 1 THEN 1 ELSE 0 END) AS switches
+                       {max_abs_q} AS max_abs_q
                 FROM steps WHERE run_id = $run_id GROUP BY ALL
             ) s USING (env_index, episode)
             WHERE e.run_id = $run_id ORDER BY e.episode
@@ -190,10 +179,6 @@ class RunData:
     def max_abs_q(self) -> float:
         values = [e["max_abs_q"] for e in self.train if e["max_abs_q"] is not None]
         return max(values) if values else math.nan
-
-
-def _has(store: Any, run_id: str, column: str) -> bool:
-    return store.runs[run_id].has(column)
 
 
 def _mean(values: Sequence[float]) -> float:
