@@ -8,21 +8,14 @@ import pytest
 from rlaudit.recorder.core import Recorder
 from tests.analyzer.recording import record_run
 from tests.detectors.plants import EPISODES, LENGTH, PLANTS, record_episodes
-from tests.detectors.test_hacking import REG, run, status
+from tests.detectors.test_hacking import check_plant_and_clean_twin, run, status
 
 NAMES = ("state-cycling", "action-repetition", "degenerate-environment")
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_plant_found_with_its_span_and_clean_twin_not(name, tmp_path):
-    planted = PLANTS[name].plant(tmp_path)
-    clean = PLANTS[name].clean(tmp_path)
-    out = run(tmp_path, name)
-    assert status(out, clean).status == "clean", out.findings
-    (f,) = [f for f in out.findings if f.run_id == planted.run_id]
-    assert (f.episode_start, f.episode_end, f.step_start, f.step_end) == (
-        planted.episode_start, planted.episode_end, planted.step_start, planted.step_end)
-    assert f.fix == REG.get(name).fix and "expected" in f.summary
+    check_plant_and_clean_twin(name, tmp_path)
 
 
 def test_state_cycling_loop_evidence(tmp_path):

@@ -37,6 +37,11 @@ def status(out, run_id):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_plant_found_with_its_span_and_clean_twin_not(name, tmp_path):
+    check_plant_and_clean_twin(name, tmp_path)
+
+
+def check_plant_and_clean_twin(name, tmp_path):
+    """The plant is found once with its span, fix and numbers; the clean twin is clean."""
     planted = PLANTS[name].plant(tmp_path)
     clean = PLANTS[name].clean(tmp_path)
     out = run(tmp_path, name)
