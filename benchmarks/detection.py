@@ -12,6 +12,7 @@ calibration set (``src/rlaudit/detectors/calibration.json``).
 
     python benchmarks/detection.py --size small
     python benchmarks/detection.py --size full --markdown /tmp/detection.md --write-calibration
+    python benchmarks/detection.py --size full --detectors reward-spike,irreproducible   # their rows only
 """
 
 from __future__ import annotations
@@ -43,16 +44,17 @@ def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
 
 
 def _audit_worker(args):
-    case, folder = args
+    case, folder, names = args
     from rlaudit.detectors.registry import get_registry
 
-    specs = get_registry().specs()
+    specs = [s for s in get_registry().specs() if names is None or s.name in names]
     res = audit_case(case, Path(folder), specs)
     return case, {d: [(f.episode_start, f.score, f.run_id) for f in fs] for d, fs in res.found.items()}, res.statuses
 
 
-def audit_all(case_list: list[Case], folders: list[Path], processes: int) -> list[tuple]:
-    work = list(zip(case_list, [str(f) for f in folders]))
+def audit_all(case_list: list[Case], folders: list[Path], processes: int,
+              names: list[str] | None = None) -> list[tuple]:
+    work = [(c, str(f), names) for c, f in zip(case_list, folders)]
     if processes <= 1:
         return [_audit_worker(w) for w in work]
     import multiprocessing as mp
@@ -175,25 +177,38 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="Write the raw rows to this file.")
     ap.add_argument("--write-calibration", action="store_true",
                     help="Store the clean runs' scores as rlaudit's calibration set.")
+    ap.add_argument("--detectors", default=None,
+                    help="Comma-separated detector names: audit only these, on the clean cases and their own plants "
+                         "(no risk calibration).")
     args = ap.parse_args(argv)
 
     from rlaudit.detectors.registry import get_registry
 
+    names = None
+    if args.detectors:
+        names = [n.strip() for n in args.detectors.split(",") if n.strip()]
+        unknown = [n for n in names if n not in get_registry().names()]
+        if unknown:
+            ap.error(f"unknown detector(s) {', '.join(unknown)}; registered: {', '.join(get_registry().names())}")
+        if args.write_calibration:
+            ap.error("--write-calibration needs every detector: leave out --detectors")
     store = Path(args.store or f"/tmp/rlaudit-detection-{args.size}")
     store.mkdir(parents=True, exist_ok=True)
-    case_list = cases(args.size)
+    case_list = [c for c in cases(args.size) if names is None or c.detector is None or c.detector in names]
     t0 = time.perf_counter()
     folders = record_all(case_list, store, processes=args.processes, fresh=args.fresh)
     t1 = time.perf_counter()
-    results = audit_all(case_list, folders, args.processes)
+    results = audit_all(case_list, folders, args.processes, names)
     t2 = time.perf_counter()
-    registered = get_registry().names()
-    rows = summarise(results, registered)
-    cal = risk_calibration(results, registered)
+    registered = names or get_registry().names()
+    rows = [r for r in summarise(results, registered) if names is None or r["detector"] in names]
+    cal = risk_calibration(results, registered) if names is None else None
     n_clean = sum(1 for c in case_list if c.detector is None)
     head = (f"{len(case_list)} cases ({n_clean} clean, {len(case_list) - n_clean} planted), size {args.size}; "
             f"recording {t1 - t0:.0f} s, auditing {t2 - t1:.0f} s, {args.processes} processes")
-    text = head + "\n\n" + table(rows) + "\n\nRisk calibration\n\n" + risk_table(cal) + "\n"
+    text = head + "\n\n" + table(rows) + "\n"
+    if cal is not None:
+        text += "\nRisk calibration\n\n" + risk_table(cal) + "\n"
     misses = [f"{r['detector']}: missed {', '.join(r['missed'])}" for r in rows if r.get("missed")]
     fps = [f"{r['detector']}: flagged clean {', '.join(r['fp_runs'])}" for r in rows if r.get("fp_runs")]
     errors = [f"{r['detector']}: error on {', '.join(r['errors'])}" for r in rows if r.get("errors")]
