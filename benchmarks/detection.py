@@ -152,8 +152,9 @@ def table(rows: list[dict]) -> str:
         ok_rec = r["planted"] == 0 or r["found"] / r["planted"] >= TARGET_RECALL
         ok_on = not errs or _median(errs) <= TARGET_ONSET
         skipped = f" ({r['clean_skipped']} skipped)" if r["clean_skipped"] else ""
+        verdict = "not measured" if n == 0 and r["planted"] == 0 else "yes" if ok_fp and ok_rec and ok_on else "no"
         lines.append(f"| `{r['detector']}` | {_rate(fp, n)}{skipped} | {_rate(r['found'], r['planted'])} | {onset} | "
-                     f"{'yes' if ok_fp and ok_rec and ok_on else 'no'} |")
+                     f"{verdict} |")
     return "\n".join(lines)
 
 
