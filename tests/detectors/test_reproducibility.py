@@ -49,3 +49,20 @@ def test_longer_run_compared_on_shared_episodes_only(tmp_path):
     out = _run(tmp_path, NAME)
     # the short run's last episode is the same episode; only the budget differs
     assert out.findings == ()
+
+
+def test_unseeded_reset_found_when_every_episode_returns_the_same(tmp_path):
+    # a balanced controller: every episode pays the same; only the reset states give the unseeded reset away
+    rewards = [[1.0] * 20 for _ in range(40)]
+    record_run(tmp_path, "same-a", rewards, config=SEEDED, obs=lambda k, t: [k, t, 0, 0])
+    record_run(tmp_path, "same-b", rewards, config=SEEDED,
+               obs=lambda k, t: [k + (0.5 if k >= 30 else 0.0), t, 0, 0])
+    out = _run(tmp_path, NAME)  # re-executes the evidence SQL
+    (f,) = out.findings
+    assert (f.run_id, f.episode_start, f.episode_end) == ("same-b", 30, 39)
+    assert f.actual["differing_episodes"] == 10
+    assert {"first_obs_reference", "first_obs_run"} <= set(f.evidence.columns)
+    # the same reset states (and the same returns) are not flagged
+    record_run(tmp_path / "twin", "same-a", rewards, config=SEEDED, obs=lambda k, t: [k, t, 0, 0])
+    record_run(tmp_path / "twin", "same-b", rewards, config=SEEDED, obs=lambda k, t: [k, t, 0, 0])
+    assert _run(tmp_path / "twin", NAME).findings == ()

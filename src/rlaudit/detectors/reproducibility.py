@@ -39,6 +39,24 @@ _DIFFERS = (
 )
 
 
+def _comparison_sql(with_obs: bool) -> str:
+    """Episodes of ``$run_id`` that differ from the same episode of ``$reference`` (first observations too)."""
+    first = ("WITH fa AS (SELECT env_index, episode, obs FROM steps WHERE run_id = $reference AND t = 0), "
+             "fb AS (SELECT env_index, episode, obs FROM steps WHERE run_id = $run_id AND t = 0) ") if with_obs else ""
+    columns = ", fa.obs AS first_obs_reference, fb.obs AS first_obs_run" if with_obs else ""
+    joins = (" LEFT JOIN fa ON fa.env_index = a.env_index AND fa.episode = a.episode"
+             " LEFT JOIN fb ON fb.env_index = b.env_index AND fb.episode = b.episode") if with_obs else ""
+    differs = f"({_DIFFERS} OR fa.obs IS DISTINCT FROM fb.obs)" if with_obs else _DIFFERS
+    return (
+        f"{first}SELECT a.env_index, a.episode, a.phase, a.first_global_step, a.last_global_step, "
+        "a.length AS length_reference, b.length AS length_run, a.termination AS termination_reference, "
+        "b.termination AS termination_run, a.reset_seed AS seed_reference, b.reset_seed AS seed_run, "
+        f"a.return AS return_reference, b.return AS return_run{columns} "
+        f"FROM episodes a JOIN episodes b ON a.env_index = b.env_index AND a.episode = b.episode{joins} "
+        f"WHERE a.run_id = $reference AND b.run_id = $run_id AND {differs}"
+    )
+
+
 @detector("irreproducible", severity="warning", needs=("episodes",), scope="store")
 def irreproducible(ctx: Context, *, tolerance: float = 1e-9, cap: int = 30) -> Iterator[Finding]:
     """Runs with the same configuration and seed whose trajectories differ (unseeded randomness).
@@ -51,9 +69,11 @@ def irreproducible(ctx: Context, *, tolerance: float = 1e-9, cap: int = 30) -> I
         later run of a group (by run id order after the first created) is
         compared with the group's first run episode by episode (same
         sub-env, same episode number): length, how the episode ended, the
-        reset seed and the return (equal up to a relative ``tolerance``). One
-        finding per deviating run, from the first episode that differs to
-        the last.
+        reset seed, the return (equal up to a relative ``tolerance``) and the
+        episode's first observation (exactly: the same seed gives the same
+        reset state, so an unseeded reset shows even when every episode
+        returns the same). One finding per deviating run, from the first
+        episode that differs to the last.
 
     Why it matters:
         A seed that does not reproduce a run means some randomness is not
@@ -64,7 +84,8 @@ def irreproducible(ctx: Context, *, tolerance: float = 1e-9, cap: int = 30) -> I
 
     Evidence:
         The episodes that differ, with both runs' length, termination, reset
-        seed and return side by side, in (env_index, episode) order.
+        seed, return and first observation side by side, in (env_index,
+        episode) order.
 
     Not flagged:
         Runs without a seed; runs whose configurations differ in anything
@@ -92,14 +113,7 @@ def irreproducible(ctx: Context, *, tolerance: float = 1e-9, cap: int = 30) -> I
         members.sort(key=lambda r: (str(ctx.runs[r].manifest.get("created_at") or ""), r))
         first = members[0]
         for other in members[1:]:
-            query = (
-                "SELECT a.env_index, a.episode, a.phase, a.first_global_step, a.last_global_step, "
-                "a.length AS length_reference, b.length AS length_run, a.termination AS termination_reference, "
-                "b.termination AS termination_run, a.reset_seed AS seed_reference, b.reset_seed AS seed_run, "
-                "a.return AS return_reference, b.return AS return_run "
-                "FROM episodes a JOIN episodes b ON a.env_index = b.env_index AND a.episode = b.episode "
-                f"WHERE a.run_id = $reference AND b.run_id = $run_id AND {_DIFFERS}"
-            )
+            query = _comparison_sql(ctx.has("obs"))
             row = ctx.sql(
                 f"SELECT count(*), min(first_global_step), max(last_global_step), min(episode), max(episode), "
                 f"min(env_index), max(env_index) FROM ({query}) AS d",
