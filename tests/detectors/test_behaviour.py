@@ -149,6 +149,21 @@ def test_degenerate_environment_needs_varied_play(tmp_path):
     assert status(out, "learner").status == "clean"
 
 
+def test_degenerate_environment_returns_without_spread(tmp_path):
+    # CartPole without failure: every episode lasts the full 50 steps, whatever the policy does
+    a = np.random.default_rng(8).integers(0, 2, (30, 50))
+    record_episodes(tmp_path, "no-failure", [50] * 30, reward=lambda k, t: 1.0,
+                    action=lambda k, t: 0 if k % 5 == 4 else int(a[k, t]))
+    (f,) = run(tmp_path, "degenerate-environment").findings
+    assert (f.run_id, f.episode_start, f.episode_end) == ("no-failure", 4, 29)
+    assert f.actual["scaled"] == 1.0 and f.actual["constant_episodes"] == 6
+    assert "what every episode returns" in f.summary
+    # the same returns but the constant episodes fall short: not flagged
+    record_episodes(tmp_path / "twin", "constant-falls", [50 if k % 5 != 4 else 10 for k in range(30)],
+                    reward=lambda k, t: 1.0, action=lambda k, t: 0 if k % 5 == 4 else int(a[k, t]))
+    assert run(tmp_path / "twin", "degenerate-environment").findings == ()
+
+
 def test_degenerate_environment_poor_policy_next_to_a_better_run(tmp_path):
     # a poor heuristic whose constant episodes match its own poor varied play, beside a far better run
     a = np.random.default_rng(6).integers(0, 2, (40, LENGTH))

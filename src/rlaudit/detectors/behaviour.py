@@ -507,8 +507,10 @@ def degenerate_environment(
         a better run of the same environment in the store); runs with fewer
         than ``min_other`` episodes of varied play (skipped: a constant
         heuristic alone has nothing to be compared with; audit it together
-        with a learner's runs, or name them with ``--reference``); runs whose
-        returns never vary. Judged against the runs in the audit: a store
+        with a learner's runs, or name them with ``--reference``). When the
+        returns have no spread at all (every episode returns the same), a
+        constant policy that matches them is flagged at the top of the scale:
+        nothing the agent does changes the return. Judged against the runs in the audit: a store
         holding only a poor policy's runs cannot show that better play
         exists.
 
@@ -552,8 +554,8 @@ def degenerate_environment(
                  f"of the same environment and reward, or in the reference runs) to compare constant play with; "
                  f"found {others.size}")
     lo, hi = float(np.quantile(pool, 0.1)), float(np.quantile(others, 0.9))
-    if not hi > lo:
-        return
+    # no spread: every policy seen returns the same, so a constant one matching it is as good as the best
+    width = hi - lo if hi > lo else None
     by_key: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         if r[7]:
@@ -563,7 +565,7 @@ def degenerate_environment(
         if len(idx) < min_constant:
             continue
         level = float(np.median(returns[idx]))
-        scaled = (level - lo) / (hi - lo)
+        scaled = (level - lo) / width if width else float(level >= hi - resolution * max(1.0, abs(hi)))
         if scaled >= near and (best is None or scaled > best[1]):
             best = (k, scaled, level, idx)
     if best is None:
@@ -579,11 +581,13 @@ def degenerate_environment(
         f"FROM ({query}) AS ep WHERE constant AND key = $key ORDER BY first_global_step, env_index",
         cap=cap, key=k, **params,
     )
+    where = (f"{scaled:.0%} of the way from the 10th percentile of all returns ({num(lo)}) to the 90th percentile "
+             f"of the returns of varied play ({num(hi)}, {others.size} episodes{ref_note})") if width else (
+             f"what every episode returns: all returns and the 90th percentile of varied play ({others.size} "
+             f"episodes{ref_note}) are {num(hi)}")
     yield ctx.finding(
-        f"always taking action {action} ({len(idx)} constant episodes) returns a median {num(level)}, "
-        f"{scaled:.0%} of the way from the 10th percentile of all returns ({num(lo)}) to the 90th percentile of "
-        f"the returns of varied play ({num(hi)}, {others.size} episodes{ref_note}); expected a constant policy well "
-        f"below the best returns (under {near:.0%})",
+        f"always taking action {action} ({len(idx)} constant episodes) returns a median {num(level)}, {where}; "
+        f"expected a constant policy well below the best returns (under {near:.0%})",
         score=float(scaled),
         evidence=evidence,
         p_value=p,
