@@ -171,3 +171,35 @@ def test_spike_in_vector_run_reports_env_and_phase(tmp_path):
                            np.zeros(4, bool), np.zeros(4, bool), autoreset_mode="disabled")
     (f,) = _run(tmp_path, "reward-spike").findings
     assert f.env_index == 2 and f.step_start == 250 * 4 and f.phase == "train"
+
+
+def _held_upright(seed: int, spike: bool) -> list[list[float]]:
+    """Pendulum-like: a costly swing-up (heavy lower tail), then the optimum held at reward ~0."""
+    rng = np.random.default_rng(seed)
+    rewards = [list(-rng.uniform(5, 15, 10)) + list(-1e-12 * rng.random(40)) for _ in range(60)]
+    if spike:
+        rewards[33][5] = 90.0
+        rewards[44][5] = 90.0
+    return rewards
+
+
+def test_reward_spike_above_an_optimum_held_with_a_heavy_lower_tail(tmp_path):
+    record_run(tmp_path, "r", _held_upright(3, spike=True))
+    (f,) = _run(tmp_path, "reward-spike").findings
+    assert (f.episode_start, f.episode_end, f.actual["spikes"]) == (33, 44, 2)
+    assert f.expected["scale_from"] == "mean absolute deviation"  # the MAD is ~1e-12
+    record_run(tmp_path / "twin", "r", _held_upright(3, spike=False))
+    assert _run(tmp_path / "twin", "reward-spike").findings == ()
+
+
+def test_reward_spike_terminal_outcome_within_declared_bounds(tmp_path):
+    # Acrobot-like: -1 per step, 0 on the step that reaches the goal (once in the run): the outcome, not a spike
+    rewards = [[-1.0] * 50 for _ in range(60)]
+    rewards[20][-1] = 0.0
+    record_run(tmp_path, "goal", rewards, config={"gamma": 0.99, "reward_bounds": [-1.0, 0.0]})
+    assert _run(tmp_path, "reward-spike").findings == ()
+    # a terminal reward outside the declared bounds is a spike all the same
+    rewards[20][-1] = 500.0
+    record_run(tmp_path / "bug", "bug", rewards, config={"gamma": 0.99, "reward_bounds": [-1.0, 0.0]})
+    (f,) = _run(tmp_path / "bug", "reward-spike").findings
+    assert f.step_start == 20 * 50 + 49 and f.expected["declared_reward_bounds"] == [-1.0, 0.0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Mapping, NoReturn
 
 from rlaudit.detectors.model import EVIDENCE_ROW_CAP, Evidence, Finding
@@ -73,6 +74,18 @@ class Context:
     @property
     def manifest(self) -> Mapping[str, Any]:
         return self.run.manifest if self.run is not None else {}
+
+    def reward_bounds(self) -> tuple[float, float] | None:
+        """The declared per-step reward bounds (manifest ``reward.bounds`` or ``config.reward_bounds``), if finite."""
+        reward = self.manifest.get("reward")
+        b = reward.get("bounds") if isinstance(reward, dict) else None
+        if b is None and isinstance(self.manifest.get("config"), dict):
+            b = self.manifest["config"].get("reward_bounds")
+        try:
+            lo, hi = float(b[0]), float(b[1])
+        except (TypeError, ValueError, IndexError, KeyError):
+            return None
+        return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) and lo <= hi else None
 
     def has(self, column: str) -> bool:
         """True when the run (or, store-wide, any run) stores ``column`` / ``"struct.field"``."""

@@ -17,18 +17,6 @@ from rlaudit.detectors.series import PHASE_FILTER, episodes_at_steps, metric_nam
 VALUE_METRICS = tuple(n for base in ("q_max", "q_mean", "value_mean", "value_max") for n in metric_names(base))
 
 
-def _bounds(ctx: Context) -> tuple[float, float] | None:
-    reward = ctx.manifest.get("reward")
-    b = reward.get("bounds") if isinstance(reward, dict) else None
-    if b is None and isinstance(ctx.manifest.get("config"), dict):
-        b = ctx.manifest["config"].get("reward_bounds")
-    try:
-        lo, hi = float(b[0]), float(b[1])
-    except (TypeError, ValueError, IndexError, KeyError):
-        return None
-    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) and lo <= hi else None
-
-
 @detector("value-explosion", severity="critical", needs=("episodes", "manifest:gamma"))
 def value_explosion(
     ctx: Context,
@@ -127,7 +115,7 @@ def value_explosion(
     if est is None and not metric_names_present:
         ctx.skip("needs value estimates: a 'value' or 'q' column, or a q_max / q_mean / value_mean metric")
     phase = training_phase(ctx)
-    bounds = _bounds(ctx)
+    bounds = ctx.reward_bounds()
     bound_note = None if bounds else "not checked: the manifest declares no per-step reward bounds (reward.bounds)"
 
     # -- beyond the bound --------------------------------------------------------------
