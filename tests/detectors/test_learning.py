@@ -194,3 +194,16 @@ def test_sparse_reward_stall_constant_reward_informs_through_length(tmp_path):
     assert _status(out, "alive").status == "clean"
     (f,) = out.findings
     assert f.run_id == "stuck" and f.actual["reward_mode"] == -1.0
+
+
+def test_training_instability_kl_judged_on_a_short_log(tmp_path):
+    # seven PPO updates (a short run): too few for the sustained checks, enough for the absolute KL limit
+    every = EPISODES // 7
+    metrics = [(step, m) for k, (step, m) in enumerate(_update_metrics(4)) if k % every == every - 1][:7]
+    blown = [(step, dict(m, approx_kl=1.5 if i >= 4 else m["approx_kl"])) for i, (step, m) in enumerate(metrics)]
+    record_policy_run(tmp_path, "short-kl", _noisy_rewards(4), metrics=blown)
+    (f,) = _run(tmp_path, "training-instability").findings
+    assert f.actual["check"] == "kl" and f.actual["updates"] == 3
+    assert f.step_start == blown[4][0] and f.step_end == blown[6][0]
+    record_policy_run(tmp_path / "twin", "short-kl", _noisy_rewards(4), metrics=metrics)
+    assert _run(tmp_path / "twin", "training-instability").findings == ()

@@ -755,7 +755,8 @@ def training_instability(
         update; only sustained blow-ups count); metrics the run did not log
         (each check runs only on what is there); non-finite metric values
         (left to ``non-finite``); runs with fewer than 10 logged updates of a
-        metric.
+        metric, except for the KL check, whose limit is absolute (a short run
+        of a few PPO updates is judged on its KL alone).
 
     Fix:
         KL spikes and clipping: lower the learning rate or the number of
@@ -774,7 +775,7 @@ def training_instability(
         return min(n, max(10, math.ceil(warmup * n)))
 
     kl = metric_series(ctx, metric_names("approx_kl"))
-    if kl and kl[1].size >= 10:
+    if kl and kl[1].size:  # an absolute trust-region limit: needs no history
         name, steps, v = kl
         idx = np.flatnonzero(v > kl_max)
         if idx.size:
