@@ -49,10 +49,11 @@ def test_policy_collapse_from_actions_when_no_entropy_is_logged(tmp_path):
 def test_policy_collapse_not_flagged(tmp_path, case):
     if case == "deterministic-from-start":  # a heuristic: entropy 0 throughout
         record_policy_run(tmp_path, "r", _noisy_rewards(12), entropy=lambda k, t: 0.0, learning=False)
-    elif case == "converged-while-learning":  # entropy falls as the returns rise: convergence
-        rewards = [list(np.full(LENGTH, 0.2 if k < 30 else 1.0) + 0.1 * np.random.default_rng(k).standard_normal(LENGTH))
+    elif case == "converged-while-learning":  # entropy decays over 25 episodes as the returns rise: convergence
+        ramp = lambda k: min(1.0, max(0.0, (k - 20) / 25))  # noqa: E731
+        rewards = [list(np.full(LENGTH, 0.2 + 0.8 * ramp(k)) + 0.1 * np.random.default_rng(k).standard_normal(LENGTH))
                    for k in range(EPISODES)]
-        record_policy_run(tmp_path, "r", rewards, entropy=lambda k, t: 0.6 if k < 30 else 0.01)
+        record_policy_run(tmp_path, "r", rewards, entropy=lambda k, t: 0.6 - 0.59 * ramp(k))
     else:
         record_policy_run(tmp_path, "r", _noisy_rewards(12), entropy=lambda k, t: 0.5)
     out = _run(tmp_path, "policy-collapse")
@@ -207,3 +208,14 @@ def test_training_instability_kl_judged_on_a_short_log(tmp_path):
     assert f.step_start == blown[4][0] and f.step_end == blown[6][0]
     record_policy_run(tmp_path / "twin", "short-kl", _noisy_rewards(4), metrics=metrics)
     assert _run(tmp_path / "twin", "training-instability").findings == ()
+
+
+def test_policy_collapse_abrupt_even_while_the_returns_rise(tmp_path):
+    # entropy falls from 0.6 to ~0 within three episodes at episode 30, while the returns rise a little
+    rewards = [list(np.full(LENGTH, 0.5 + (0.05 if k >= 30 else 0.0))
+                    + 0.1 * np.random.default_rng(k).standard_normal(LENGTH)) for k in range(EPISODES)]
+    record_policy_run(tmp_path, "r", rewards, entropy=lambda k, t: 0.6 * 0.2 ** max(0, k - 29))
+    (f,) = _run(tmp_path, "policy-collapse").findings
+    assert f.actual["abrupt"] and f.actual["return_gain_sd"] >= 0.5
+    assert 30 <= f.episode_start <= 32 and f.episode_end == EPISODES - 1
+    assert "expected a gradual decay" in f.summary

@@ -79,7 +79,9 @@ def policy_collapse(
         training episodes), while the returns after the collapse are no
         better than before it (their median improved by less than
         ``min_gain`` robust standard deviations of the pre-collapse
-        returns). The entropy is the logged ``entropy`` column averaged over
+        returns), or abruptly: from at least half its early level to below
+        ``floor`` within ``min_episodes`` episodes, whatever the returns did
+        (gradual convergence does not look like that). The entropy is the logged ``entropy`` column averaged over
         each training episode, divided by log(number of actions) for a
         Discrete action space; for a continuous action space it is turned
         into the ratio of the policy's geometric-mean standard deviation to
@@ -110,9 +112,9 @@ def policy_collapse(
 
     Not flagged:
         Policies deterministic from the start (heuristics and rule-based
-        baselines log entropy 0; their entropy never fell); collapses after
-        which the returns clearly improved (convergence, as in a DQN whose
-        exploration rate decayed while it learned); evaluation episodes
+        baselines log entropy 0; their entropy never fell); gradual
+        collapses after which the returns clearly improved (convergence, as
+        in a DQN whose exploration rate decayed while it learned); evaluation episodes
         (greedy by design); runs with fewer than 10 training episodes;
         action spaces with a single action.
 
@@ -217,8 +219,11 @@ def policy_collapse(
         return
     scale = robust_sd(before) or abs(float(np.median(before))) * 0.1 or 1e-12
     gain = (float(np.median(after)) - float(np.median(before))) / scale
-    if gain >= min_gain:
-        return  # the returns clearly improved: convergence, not premature collapse
+    # abrupt: from at least half the early entropy to below the floor within min_episodes values
+    before_fall = float(np.max(smooth[max(0, a - min_episodes) : a]))
+    abrupt = before_fall >= 0.5 * early
+    if gain >= min_gain and not abrupt:
+        return  # the returns clearly improved while the entropy decayed: convergence, not premature collapse
     low = float(np.median(smooth[a : b + 1]))
     width = max(1, math.ceil((int(ser.last_step[-1]) + 1) / 40))
     if use_entropy:
@@ -243,16 +248,20 @@ def policy_collapse(
             cap=cap, width=width, phase=phase, n_actions=n_actions,
         )
     span = ser.span(onset, end)
+    returns = f"{num(float(np.median(before)))} before, {num(float(np.median(after)))} after"
+    why = (f"while the median return did not improve ({returns}; expected a gain of at least {min_gain:g} robust SDs "
+           f"before the policy turns deterministic)") if gain < min_gain else (
+           f"falling from {num(before_fall)} within {min_episodes} {'episodes' if use_entropy else 'windows'} "
+           f"(median return {returns}; expected a gradual decay, as exploration converges, not a collapse)")
     yield ctx.finding(
         f"{what} fell to {num(low)} at episode {span['episode_start']} (from {num(early)} early) and stayed below "
-        f"{floor:g} for {end - onset + 1} episodes, while the median return did not improve "
-        f"({num(float(np.median(before)))} before, {num(float(np.median(after)))} after; "
-        f"expected a gain of at least {min_gain:g} robust SDs before the policy turns deterministic)",
+        f"{floor:g} for {end - onset + 1} episodes, {why}",
         score=float(early - low),
         evidence=evidence,
         **span,
         actual={"entropy_after": low, "episodes_collapsed": end - onset + 1, "median_return_before": float(np.median(before)),
                 "median_return_after": float(np.median(after)), "return_gain_sd": gain,
+                "entropy_before_fall": before_fall, "abrupt": abrupt,
                 "source": "entropy" if use_entropy else "actions"},
         expected={"entropy_floor": floor, "entropy_early": early, "min_return_gain_sd": min_gain},
     )

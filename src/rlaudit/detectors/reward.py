@@ -76,7 +76,7 @@ def reward_spike(
         """
         WITH r AS (SELECT reward FROM steps WHERE run_id = $run_id AND isfinite(reward)),
              m AS (SELECT count(*) AS n, median(reward) AS med FROM r)
-        SELECT m.n, m.med, median(abs(r.reward - m.med)) AS mad, avg(abs(r.reward - m.med)) AS meanad
+        SELECT m.n, m.med, median(abs(r.reward - m.med)) AS mad, fsum(abs(r.reward - m.med)) / count(*) AS meanad
         FROM r CROSS JOIN m GROUP BY m.n, m.med
         """
     ).one()
@@ -85,7 +85,8 @@ def reward_spike(
     n, med, mad, meanad = stats
     # the larger of the two: a reward concentrated on one value (MAD ~ 0, a controller holding the optimum)
     # must not make every other step extreme; isolated spikes are too rare to move either
-    scale = max(mad * MAD_TO_SIGMA, meanad * MEANAD_TO_SIGMA)
+    # rounded: a parallel sum's last bits depend on thread scheduling, the audit must not
+    scale = float(f"{max(mad * MAD_TO_SIGMA, meanad * MEANAD_TO_SIGMA):.10g}")
     if not scale > 0:
         return  # the reward never varies: nothing can be extreme
     scale_name = "MAD" if mad * MAD_TO_SIGMA >= meanad * MEANAD_TO_SIGMA else "mean absolute deviation"
