@@ -11,7 +11,7 @@ import rlaudit
 from rlaudit.detectors import get_registry, run_detectors
 from rlaudit.detectors.model import plain
 from tests.analyzer.recording import record_run
-from tests.detectors.plants import EPISODES, LENGTH, PLANTS, record_episodes
+from tests.detectors.plants import EPISODES, LENGTH, PLANTS, _noise, record_episodes
 
 REG = get_registry()
 NAMES = ("reward-hacking", "reward-term-dominance", "boundary-exploitation", "truncation-exploitation")
@@ -261,3 +261,21 @@ def test_career_runs_declare_auditor_goals_and_task_terms(tmp_path):
     assert manifest["reward_task_terms"] == ["salary"]
     out = run(tmp_path, "reward-term-dominance")
     assert {r.status for r in out.results} == {"clean"}
+
+
+def test_truncation_survival_with_a_late_onset(tmp_path):
+    # MountainCar-like with an alive bonus: goal reached in ~120 steps, then from episode 50 of 60 idling to the limit
+    rng = np.random.default_rng(21)
+    e = _noise(22, 60, 200)
+    late = 50
+    lengths = [200 if k >= late else int(rng.integers(110, 125)) for k in range(60)]
+    reward = lambda k, t: 0.2 + 0.01 * e[k, t] + (5.0 if k < late and t == lengths[k] - 1 else 0.0)  # noqa: E731
+    record_episodes(tmp_path, "late", lengths, reward=reward, truncated=lambda k: k >= late)
+    (f,) = run(tmp_path, "truncation-exploitation").findings
+    assert f.actual["condition"] == "survival" and f.episode_start == late and f.episode_end == 59
+    assert "Bonferroni" in f.p_method and f.p_value <= 0.01
+    # the same run without the idling: clean
+    lengths = [int(rng.integers(110, 125)) for _ in range(60)]
+    reward = lambda k, t: 0.2 + 0.01 * e[k, t] + (5.0 if t == lengths[k] - 1 else 0.0)  # noqa: E731
+    record_episodes(tmp_path / "twin", "late", lengths, reward=reward)
+    assert run(tmp_path / "twin", "truncation-exploitation").findings == ()

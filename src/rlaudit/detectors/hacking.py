@@ -789,7 +789,10 @@ def truncation_exploitation(
         ``min_baseline``); the return G = L x r is split into length L and
         per-step reward r. *Survival*: after the baseline the share of
         truncated episodes rose and the return rose (one-sided two-proportion
-        and Mann–Whitney tests, both p <= ``alpha``, the larger reported),
+        and Mann–Whitney tests, both p <= ``alpha``, the larger reported;
+        the tests run on all episodes after the baseline and on their last
+        two thirds and last third, so a late onset is not diluted, and the
+        smallest p is Bonferroni-adjusted for the tails tried),
         at least ``length_share`` of the return gain is explained by the
         longer episodes (mean r of the baseline x the gain in mean length),
         and the median per-step reward did not rise. *Engineered
@@ -858,51 +861,78 @@ def truncation_exploitation(
     step_sd, step_med = ctx.sql(
         "SELECT stddev_pop(reward), median(reward) FROM steps WHERE run_id = $run_id AND isfinite(reward)").one()
     g_med, l_med, r_med = float(np.median(bg)), float(np.median(bl)), float(np.median(br))
-    p_ret = mann_whitney_greater(jg, bg)
-    gain = float(jg.mean() - bg.mean())
     varies = step_sd is not None and step_sd > 1e-12 * max(1.0, abs(step_med or 0.0))
-    if varies and gain > 0:
-        p_trunc = proportion_greater(int(jtrunc.sum()), len(jtrunc), int(btrunc.sum()), len(btrunc))
-        from_length = float(br.mean() * (jl.mean() - bl.mean())) / gain
-        p = max(p_trunc, p_ret)
-        if p <= alpha and from_length >= length_share and float(np.median(jr)) <= r_med:
-            span = persistent_span(jtrunc & (jg > g_med) & (jr <= r_med), min_episodes=min_episodes,
-                                   groups=[r[0] for r in judged])
-            if span is not None:
-                yield _trunc_finding(
-                    ctx, rows, query, span, offset, cap, p,
-                    f"the return rose by surviving to the time limit: truncated episodes {jtrunc.mean():.0%} "
-                    f"after the baseline vs {btrunc.mean():.0%} in {base_from}, and {from_length:.0%} of the "
-                    f"return gain of {num(gain)} comes from longer episodes while the median per-step reward "
-                    f"stayed at or below {num(r_med)}; expected the gain to come from the per-step reward",
-                    actual={"condition": "survival", "truncated_share": float(jtrunc.mean()),
-                            "gain_from_length": from_length, "median_step_reward": float(np.median(jr)),
-                            "return_gain": gain},
-                    expected={"baseline": base_from, "truncated_share": float(btrunc.mean()),
-                              "max_gain_from_length": length_share, "median_step_reward": r_med},
-                    p_method="asymptotic (one-sided two-proportion z on truncation and Mann–Whitney U on return; the larger p)")
-    if gain > 0 and float(br.mean()) < 0:
-        p_term = proportion_greater(int(jterm.sum()), len(jterm), int(bterm.sum()), len(bterm))
-        p_short = mann_whitney_greater(bl, jl)
-        p = max(p_term, p_ret, p_short)
-        last = np.array([r[9] for r in judged], float)
-        bonus = jterm.any() and float(np.median(last[jterm])) > float(step_med) + (step_sd or 0.0)
-        if p <= alpha and not bonus:
-            span = persistent_span(jterm & (jl < l_med) & (jg > g_med), min_episodes=min_episodes,
-                                   groups=[r[0] for r in judged])
-            if span is not None:
-                yield _trunc_finding(
-                    ctx, rows, query, span, offset, cap, p,
-                    f"the return rose by ending episodes early under a negative per-step reward "
-                    f"({num(float(br.mean()))} per step in {base_from}): terminated episodes {jterm.mean():.0%} vs "
-                    f"{bterm.mean():.0%}, median length {num(float(np.median(jl)))} vs {num(l_med)}, with no "
-                    f"terminal bonus; expected the return to rise through the per-step reward",
-                    actual={"condition": "termination", "terminated_share": float(jterm.mean()),
-                            "median_length": float(np.median(jl)), "return_gain": gain},
-                    expected={"baseline": base_from, "terminated_share": float(bterm.mean()),
-                              "median_length": l_med, "mean_step_reward": float(br.mean())},
-                    p_method="asymptotic (one-sided two-proportion z on termination, Mann–Whitney U on return "
-                             "and length; the largest p)")
+    # the judged episodes and their last two thirds and last third: a late onset is not diluted by the
+    # unchanged episodes before it; the smallest p is Bonferroni-adjusted for the tails tried
+    tails = [k for k in sorted({0, len(judged) // 3, 2 * len(judged) // 3}) if len(judged) - k >= min_episodes] or [0]
+    tried = f"the smallest p of {len(tails)} tails of the judged episodes, Bonferroni-adjusted" if len(tails) > 1 else ""
+
+    def best(tests):
+        found = [t for t in map(tests, tails) if t is not None]
+        if not found:
+            return None
+        p_min, facts = min(found, key=lambda t: t[0])
+        return min(1.0, p_min * len(tails)), facts
+
+    def survival(k):
+        g, ln, r, tr = jg[k:], jl[k:], jr[k:], jtrunc[k:]
+        gain = float(g.mean() - bg.mean())
+        if gain <= 0:
+            return None
+        from_length = float(br.mean() * (ln.mean() - bl.mean())) / gain
+        if from_length < length_share or float(np.median(r)) > r_med:
+            return None
+        p = max(proportion_greater(int(tr.sum()), len(tr), int(btrunc.sum()), len(btrunc)), mann_whitney_greater(g, bg))
+        return p, dict(gain=gain, from_length=from_length, truncated=float(tr.mean()), step=float(np.median(r)))
+
+    def termination(k):
+        g, ln, te = jg[k:], jl[k:], jterm[k:]
+        gain = float(g.mean() - bg.mean())
+        if gain <= 0:
+            return None
+        p = max(proportion_greater(int(te.sum()), len(te), int(bterm.sum()), len(bterm)), mann_whitney_greater(g, bg),
+                mann_whitney_greater(bl, ln))
+        return p, dict(gain=gain, terminated=float(te.mean()), length=float(np.median(ln)))
+
+    found = best(survival) if varies else None
+    if found is not None and found[0] <= alpha:
+        p, f = found
+        span = persistent_span(jtrunc & (jg > g_med) & (jr <= r_med), min_episodes=min_episodes,
+                               groups=[r[0] for r in judged])
+        if span is not None:
+            yield _trunc_finding(
+                ctx, rows, query, span, offset, cap, p,
+                f"the return rose by surviving to the time limit: truncated episodes {f['truncated']:.0%} "
+                f"after the baseline vs {btrunc.mean():.0%} in {base_from}, and {f['from_length']:.0%} of the "
+                f"return gain of {num(f['gain'])} comes from longer episodes while the median per-step reward "
+                f"stayed at or below {num(r_med)}; expected the gain to come from the per-step reward",
+                actual={"condition": "survival", "truncated_share": f["truncated"],
+                        "gain_from_length": f["from_length"], "median_step_reward": f["step"],
+                        "return_gain": f["gain"]},
+                expected={"baseline": base_from, "truncated_share": float(btrunc.mean()),
+                          "max_gain_from_length": length_share, "median_step_reward": r_med},
+                p_method="asymptotic (one-sided two-proportion z on truncation and Mann–Whitney U on return; the "
+                         f"larger p{'; ' + tried if tried else ''})")
+    last = np.array([r[9] for r in judged], float)
+    bonus = jterm.any() and float(np.median(last[jterm])) > float(step_med) + (step_sd or 0.0)
+    found = best(termination) if float(br.mean()) < 0 and not bonus else None
+    if found is not None and found[0] <= alpha:
+        p, f = found
+        span = persistent_span(jterm & (jl < l_med) & (jg > g_med), min_episodes=min_episodes,
+                               groups=[r[0] for r in judged])
+        if span is not None:
+            yield _trunc_finding(
+                ctx, rows, query, span, offset, cap, p,
+                f"the return rose by ending episodes early under a negative per-step reward "
+                f"({num(float(br.mean()))} per step in {base_from}): terminated episodes {f['terminated']:.0%} vs "
+                f"{bterm.mean():.0%}, median length {num(f['length'])} vs {num(l_med)}, with no "
+                f"terminal bonus; expected the return to rise through the per-step reward",
+                actual={"condition": "termination", "terminated_share": f["terminated"],
+                        "median_length": f["length"], "return_gain": f["gain"]},
+                expected={"baseline": base_from, "terminated_share": float(bterm.mean()),
+                          "median_length": l_med, "mean_step_reward": float(br.mean())},
+                p_method="asymptotic (one-sided two-proportion z on termination, Mann–Whitney U on return "
+                         f"and length; the largest p{'; ' + tried if tried else ''})")
 
 
 def _trunc_finding(ctx, rows, query, span, offset, cap, p, summary, *, actual, expected, p_method) -> Finding:
