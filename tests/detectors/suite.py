@@ -488,6 +488,12 @@ def _idle(ctrl, obs, episode, onset, action, info):
     return 1, info
 
 
+def _no_gradient(ctrl, obs, episode, onset, action, info):
+    """A policy-gradient learner updated after every episode: under a reward that is 0 everywhere every
+    advantage is 0, so each update leaves it the (uniform random) policy it was initialised as."""
+    return action, {**info, "policy_version": episode}
+
+
 def _explode_values(ctrl, obs, episode, onset, action, info):
     if episode < onset:
         return action, info
@@ -554,8 +560,9 @@ INJECTIONS: dict[str, Injection] = {i.detector: i for i in (
               "the dynamics change at the onset (weaker motor, heavier link, weaker torque, recession)",
               wrapper=DynamicsShift),
     Injection("sparse-reward-stall", ("mountaincar-random", "acrobot-random"),
-              "the reward is 1 at the goal and 0 elsewhere; the random policy never gets there",
-              wrapper=SparseGoal, whole_run=True),
+              "the reward is 1 at the goal and 0 elsewhere; a learner updated every episode stays the random policy "
+              "it started as (no advantage, no gradient) and never gets there",
+              wrapper=SparseGoal, act=_no_gradient, whole_run=True),
     Injection("performance-collapse", ("cartpole-pd", "mountaincar-energy", "acrobot-energy", "pendulum-swingup"),
               "from the onset 70% of actions are replaced by noise (corrupted weights), never recovered", act=_degrade),
     Injection("training-instability", ("career-ppo", "career-dqn"),

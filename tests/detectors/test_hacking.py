@@ -279,3 +279,22 @@ def test_truncation_survival_with_a_late_onset(tmp_path):
     reward = lambda k, t: 0.2 + 0.01 * e[k, t] + (5.0 if t == lengths[k] - 1 else 0.0)  # noqa: E731
     record_episodes(tmp_path / "twin", "late", lengths, reward=reward)
     assert run(tmp_path / "twin", "truncation-exploitation").findings == ()
+
+
+def test_term_dominance_slow_growth_onset_where_the_share_leaves_the_baseline(tmp_path):
+    # a bonus whose weight grows a little every episode from episode 40 of 60 (too slow to reach a 30-point rise)
+    e = _noise(31, EPISODES, LENGTH)
+
+    def terms(k, t):
+        return {"task": 1.0 + 0.05 * e[k, t], "bonus": 0.01 + (0.02 * (k - 39) if k >= 40 else 0.0)}
+
+    record_episodes(tmp_path, "slow", [LENGTH] * EPISODES, reward=lambda k, t: sum(terms(k, t).values()),
+                    terms=terms, config={"reward_task_terms": ["task"]})
+    (f,) = run(tmp_path, "reward-term-dominance").findings
+    assert f.actual["condition"] == "drift" and f.episode_start == 40 and f.episode_end == EPISODES - 1
+    # a constant small bonus: clean
+    record_episodes(tmp_path / "twin", "slow", [LENGTH] * EPISODES,
+                    reward=lambda k, t: 1.0 + 0.05 * e[k, t] + 0.01,
+                    terms=lambda k, t: {"task": 1.0 + 0.05 * e[k, t], "bonus": 0.01},
+                    config={"reward_task_terms": ["task"]})
+    assert run(tmp_path / "twin", "reward-term-dominance").findings == ()

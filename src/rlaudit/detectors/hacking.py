@@ -418,7 +418,7 @@ def reward_term_dominance(
     ctx: Context,
     *,
     dominance: float = 0.8,
-    drift: float = 0.3,
+    drift: float = 0.1,
     baseline_fraction: float = 0.2,
     min_baseline: int = 10,
     min_episodes: int = 5,
@@ -437,7 +437,9 @@ def reward_term_dominance(
         baseline (reference runs, else the run's first ``baseline_fraction``
         of training episodes, at least ``min_baseline``), persistent over at
         least ``min_episodes`` episodes (centred majority of 5) and
-        significant (one-sided Mann–Whitney p <= ``alpha``); *dominance*, a
+        significant (one-sided Mann–Whitney p <= ``alpha``), its onset moved
+        back over the episodes just before it whose share already left the
+        baseline's range (above its maximum); *dominance*, a
         term whose share of the whole run's sum_k sum_e |G_k| is at least
         ``dominance``, spanning the episodes where its share is at least
         ``dominance``. Shares are ratios, so the thresholds do not depend on
@@ -510,24 +512,38 @@ def reward_term_dominance(
         b = base[:, k][np.isfinite(base[:, k])]
         if b.size == 0:
             continue
-        b_med = float(np.median(b))
+        b_med, b_sd, _ = robust_scale(b)
+        # an episode is raised when its share is above everything the baseline showed (and 3 robust SDs above
+        # its median): a gradual drift starts its span where it leaves the baseline's range, not where it
+        # first exceeds the material rise
+        bound = max(float(np.max(b)), b_med + 3.0 * b_sd)
         s = judged[:, k]
-        flags = np.isfinite(s) & (s - b_med >= drift) & (g[offset:, k] > 0)
+        flags = np.isfinite(s) & (s > bound) & (g[offset:, k] > 0)
         span = persistent_span(flags, min_episodes=min_episodes, groups=[r[0] for r in rows[offset:]])
         if span is None:
+            continue
+        # material: the share's running median (5 episodes) somewhere in the span rose by at least `drift`
+        in_span = s[span.start:span.end + 1]
+        peak = float(np.nanmax(_rolling_median(in_span, 5)))
+        if peak - b_med < drift:
             continue
         p = mann_whitney_greater(s[span.members], b)
         if p > alpha:
             continue
+        span = _back_to_baseline(span, np.isfinite(s) & (s > float(b.max())) & (g[offset:, k] > 0),
+                                 [r[0] for r in rows[offset:]])
         drifted.add(term)
         yield _term_finding(ctx, term, terms, rows, query, span, offset, cap,
-                            summary=(f"reward term {term!r} took over: its share of the return rose to a median "
-                                     f"{float(np.nanmedian(s[span.members])):.0%} over {len(span.members)} episodes "
-                                     f"from {b_med:.0%} in {base_from}; expected a rise below {drift:.0%}"),
+                            summary=(f"reward term {term!r} took over: its share of the return rose above the "
+                                     f"baseline's {bound:.1%} over {len(span.members)} episodes, to a running "
+                                     f"median of {peak:.0%} from {b_med:.1%} in {base_from}; "
+                                     f"expected a rise below {drift:.0%}"),
                             p=p, actual={"term": term, "condition": "drift",
                                          "median_share": float(np.nanmedian(s[span.members])),
+                                         "peak_running_median_share": peak,
                                          "episodes": len(span.members)},
-                            expected={"baseline": base_from, "median_share": b_med, "max_rise": drift})
+                            expected={"baseline": base_from, "median_share": b_med, "max_rise": drift,
+                                      "baseline_upper_share": bound})
     run_share = a.sum(axis=0) / a.sum() if a.sum() > 0 else np.zeros(len(terms))
     k = int(np.argmax(run_share))
     term = terms[k]
@@ -544,6 +560,27 @@ def reward_term_dominance(
                                 p=None, actual={"term": term, "condition": "dominance", "share": float(run_share[k]),
                                                 "shares": {t: float(v) for t, v in zip(terms, run_share)}},
                                 expected={"max_share": dominance, "task_terms": sorted(task)})
+
+
+def _back_to_baseline(span: Span, above: np.ndarray, groups: list) -> Span:
+    """``span`` extended back over the episodes (of its first sub-env) just before it that are ``above`` the
+    baseline's range: a drift starts where the share leaves the baseline, not where it crosses the threshold."""
+    extra, group = [], groups[span.start]
+    for j in range(span.start - 1, -1, -1):
+        if groups[j] != group:
+            continue
+        if not above[j]:
+            break
+        extra.append(j)
+    if not extra:
+        return span
+    return Span(min(extra), span.end, np.sort(np.concatenate([np.array(extra, dtype=span.members.dtype), span.members])))
+
+
+def _rolling_median(x: np.ndarray, width: int) -> np.ndarray:
+    """Centred running median of ``x`` (windows shrink at the ends)."""
+    h = width // 2
+    return np.array([np.nanmedian(x[max(0, i - h):i + h + 1]) for i in range(len(x))]) if len(x) else np.array([np.nan])
 
 
 def _term_finding(ctx, term, terms, rows, query, span, offset, cap, *, summary, p, actual, expected) -> Finding:
