@@ -433,13 +433,16 @@ def reward_term_dominance(
         term totals G_k (signed sums over the episode) and each term's share
         |G_k| / sum_j |G_j|. Two conditions, one finding each per term:
         *drift*, episodes where a term that pays positively in that episode
-        holds a share at least ``drift`` above its median share in the
-        baseline (reference runs, else the run's first ``baseline_fraction``
-        of training episodes, at least ``min_baseline``), persistent over at
-        least ``min_episodes`` episodes (centred majority of 5) and
-        significant (one-sided Mann–Whitney p <= ``alpha``), its onset moved
-        back over the episodes just before it whose share already left the
-        baseline's range (above its maximum); *dominance*, a
+        holds a share above the baseline's range (above its maximum and 3
+        robust SDs above its median; baseline: reference runs, else the
+        run's first ``baseline_fraction`` of training episodes, at least
+        ``min_baseline``), persistent over at least ``min_episodes`` episodes
+        (centred majority of 5), material (the share's 5-episode running
+        median somewhere in the span at least ``drift`` above the baseline
+        median) and significant (one-sided Mann–Whitney p <= ``alpha``); the
+        span starts where the share left the baseline's range, so a slowly
+        growing bonus is dated at its onset, not where it became large;
+        *dominance*, a
         term whose share of the whole run's sum_k sum_e |G_k| is at least
         ``dominance``, spanning the episodes where its share is at least
         ``dominance``. Shares are ratios, so the thresholds do not depend on
