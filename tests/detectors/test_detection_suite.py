@@ -24,12 +24,8 @@ REGISTRY = get_registry()
 #: Gaps measured by the detection benchmark (docs/detection.md) on the small suite's cases. Recording is
 #: deterministic, so these fail the same way every time (strict xfail: remove an entry once it passes).
 KNOWN_GAPS = {
-    "reward-term-dominance": "misses the growing referral term on career-heuristic (share drift found 14+ episodes late)",
-    "boundary-exploitation": "misses the full-torque bonus on Pendulum (pinned-edge test not significant)",
-    "sparse-reward-stall": "judges learning runs only; the plant is a random policy",
-    "training-instability": "misses the diverging PPO metrics",
-    "truncation-exploitation": "misses the alive-bonus stall on MountainCar seed 0",
-    "irreproducible": "compares episode summaries only; unseeded CartPole episodes all return 500",
+    "boundary-exploitation": "misses the full-torque bonus on Pendulum (reward at the edge is compared with the reward "
+                             "just inside it, and full torque is used in the costly swing-up)",
 }
 
 
