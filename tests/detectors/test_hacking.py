@@ -298,3 +298,43 @@ def test_term_dominance_slow_growth_onset_where_the_share_leaves_the_baseline(tm
                     terms=lambda k, t: {"task": 1.0 + 0.05 * e[k, t], "bonus": 0.01},
                     config={"reward_task_terms": ["task"]})
     assert run(tmp_path / "twin", "reward-term-dominance").findings == ()
+
+
+def test_boundary_edge_band_found_from_its_onset_and_a_task_edge_is_not(tmp_path):
+    # from episode 30 the policy spends the second half of each episode in the outer 8% of obs[1]'s range
+    # (spread over it, never pinned at one value), where a bonus pays 1 more per step
+    x = np.random.default_rng(21).uniform(0.0, 1.0, (EPISODES, LENGTH + 1))
+    e = _noise(22, EPISODES, LENGTH)
+    at_edge = lambda k, t: k >= 30 and t >= 25  # noqa: E731
+    pos = lambda k, t: 0.92 + 0.08 * x[k, t] if at_edge(k, t) else x[k, t]  # noqa: E731
+    record_episodes(tmp_path, "band", [LENGTH] * EPISODES, obs=lambda k, t: [pos(k, t), x[k, (t + 7) % LENGTH]],
+                    reward=lambda k, t: 1.0 + 0.1 * pos(k, t) + 0.05 * e[k, t] + (1.0 if at_edge(k, t) else 0.0))
+    (f,) = run(tmp_path, "boundary-exploitation").findings
+    assert f.actual["condition"] == "band" and f.actual["dimension"] == 1 and f.actual["edge"] == "high"
+    assert f.episode_start == 30 and f.episode_end == EPISODES - 1
+    assert f.expected["compared_with"] == "the baseline's band" and f.p_value <= 0.01
+    # the twin: the task pays best at the high edge (reward rises with obs[1]) and from episode 30 the policy
+    # learns to stay in the upper half: visitation of the edge rises, the edge pays more, but its gap over the
+    # interior is what it was in the baseline (it shrinks), so it is the task, not an exploit
+    pos2 = lambda k, t: 0.5 + 0.5 * x[k, t] if k >= 30 else x[k, t]  # noqa: E731
+    record_episodes(tmp_path / "twin", "band", [LENGTH] * EPISODES,
+                    obs=lambda k, t: [pos2(k, t), x[k, (t + 7) % LENGTH]],
+                    reward=lambda k, t: 1.0 + 2.0 * pos2(k, t) + 0.05 * e[k, t])
+    assert run(tmp_path / "twin", "boundary-exploitation").findings == ()
+
+
+def test_boundary_edge_band_never_visited_before_pays_more_than_the_baseline(tmp_path):
+    # a track whose end (obs[1] > 1.5) pays +2 per step: the baseline never goes there, from episode 30 the
+    # policy drifts to the end and stays (CartPole-like, constant reward elsewhere)
+    x = np.random.default_rng(23).uniform(-0.2, 0.2, (EPISODES, LENGTH + 1))
+    pos = lambda k, t: x[k, t] if k < 30 else x[k, t] + 2.2 * min(1.0, 2 * t / LENGTH)  # noqa: E731
+    record_episodes(tmp_path, "track", [LENGTH] * EPISODES, obs=lambda k, t: [pos(k, t), x[k, (t + 3) % LENGTH]],
+                    reward=lambda k, t: 1.0 + (2.0 if pos(k, t) > 1.5 else 0.0))
+    (f,) = run(tmp_path, "boundary-exploitation").findings
+    assert f.actual["condition"] == "band" and f.actual["edge"] == "high" and f.expected["band_share"] == 0.0
+    assert f.expected["compared_with"] == "the baseline" and f.episode_start == 30
+    assert f.episode_end == EPISODES - 1
+    # the twin moves the same way with no bonus at the end: the reward never varies, nothing to flag
+    record_episodes(tmp_path / "twin", "track", [LENGTH] * EPISODES,
+                    obs=lambda k, t: [pos(k, t), x[k, (t + 3) % LENGTH]], reward=lambda k, t: 1.0)
+    assert run(tmp_path / "twin", "boundary-exploitation").findings == ()

@@ -25,6 +25,7 @@ from rlaudit.detectors.episode_stats import (
     kendall_tau,
     list_dims,
     mann_whitney_greater,
+    normal_sf,
     num,
     persistent_span,
     proportion_greater,
@@ -616,6 +617,8 @@ def boundary_exploitation(
     min_effect: float = 1.0,
     alpha: float = 0.01,
     min_episodes: int = 5,
+    baseline_fraction: float = 0.2,
+    min_baseline: int = 10,
     cap: int = 50,
 ) -> Iterator[Finding]:
     """Reward concentrated where an observation or action dimension is pinned at the edge of its range.
@@ -634,6 +637,25 @@ def boundary_exploitation(
         test of that difference gives p <= ``alpha``. The finding spans the
         persistent stretch (centred majority of 5, at least ``min_episodes``)
         of episodes with at least ``min_share`` of their steps pinned.
+        *Edge band* (a policy that moves to the edge without pinning at a
+        value): the outer ``near`` of the reached range at each edge, judged
+        after a baseline (reference runs, else the run's first
+        ``baseline_fraction`` of episodes, at least ``min_baseline``). A
+        (dimension, edge) is flagged when at least ``min_share`` of the later
+        steps lie in the band, more than in the baseline (one-sided
+        two-proportion z), the band pays at least ``min_effect`` run reward
+        SDs more per step than the interior (Welch z) and, compared with the
+        baseline, that advantage is new: when the baseline visited the band,
+        the band-minus-interior gap grew by ``min_effect`` SDs (z on the
+        difference of differences); when it did not, the band pays
+        ``min_effect`` SDs more than the baseline's mean step. The largest of
+        the three p-values must be <= ``alpha``; the tests run on all steps
+        after the baseline and on their last two thirds and last third (a
+        late onset is not diluted), Bonferroni-adjusted for the tails tried.
+        The finding spans the persistent stretch of episodes after the
+        baseline with at least ``min_share`` of their steps in the band, a
+        larger share than any baseline episode had, paying more there than
+        in the interior.
 
     Why it matters:
         Piling up exactly at a limit of the state or action range, and
@@ -647,8 +669,10 @@ def boundary_exploitation(
     Evidence:
         The spanned episodes in order: env_index, episode,
         first_global_step, last_global_step, steps, pinned steps, mean reward
-        on pinned steps and on steps just inside the edge. The edge value, the
-        pinned share and the reward jump are in ``actual``.
+        on pinned steps and on steps just inside the edge (edge band: steps
+        in the band, mean reward in the band and in the interior). The edge
+        value, the pinned or band share and the reward jump are in
+        ``actual``; the baseline's band share and reward in ``expected``.
 
     Not flagged:
         A reward that changes smoothly up to the edge (a state with a floor,
@@ -659,7 +683,14 @@ def boundary_exploitation(
         piling up at it (a pendulum held near upright); bang-bang control
         that saturates an action without earning more there; edges with fewer
         than ``min_near`` steps just inside to compare with; runs whose step
-        reward never varies.
+        reward never varies. Edge band: an edge that pays best by the task
+        and paid as much more than the interior in the baseline (the learner
+        moving to it keeps the gap; a reward correlated with a state
+        dimension is not enough); a policy that moves to an edge that pays
+        no more than the interior (bang-bang control, a pendulum spun at full
+        torque whose reward there is no higher than before). An edge bonus
+        paid from the start and already exploited in the baseline is not
+        a change, so the band test cannot see it (the pinned test may).
 
     Fix:
         Inspect the reward at the pinned value (replay an evidence episode to
@@ -669,6 +700,7 @@ def boundary_exploitation(
         and the return drop together.
     """
     found_any = False
+    pinned_found: set = set()
     sd = ctx.sql("SELECT stddev_samp(reward) FROM steps WHERE run_id = $run_id AND isfinite(reward)").scalar()
     for column in ("obs", "action"):
         dims = list_dims(ctx, column)
@@ -745,7 +777,12 @@ def boundary_exploitation(
                 f = _boundary_finding(ctx, column, i, side, lows, highs, tols, bands, share, effect, p, m1, m0,
                                       min_share, min_effect, min_episodes, cap)
                 if f is not None:
+                    pinned_found.add((column, i, side))
                     yield f
+    if found_any and sd and math.isfinite(sd) and sd > 0:
+        yield from _band_findings(ctx, sd, pinned_found, near=near, min_near=min_near, min_share=min_share, min_effect=min_effect,
+                                  alpha=alpha, baseline_fraction=baseline_fraction, min_baseline=min_baseline,
+                                  min_episodes=min_episodes, cap=cap)
     if not found_any:
         ctx.skip("needs Box (float vector) observations or actions; this run's are discrete or structured")
 
@@ -792,6 +829,176 @@ def _boundary_finding(ctx, column, i, side, lows, highs, tols, bands, share, eff
                 "reached_range": [lows[i - 1], highs[i - 1]]},
         expected={"max_effect_sd": min_effect, "min_pinned_share": min_share, "edge_band": tols[i - 1],
                   "near_band": bands[i - 1]},
+        **fields,
+    )
+
+
+_BAND_SQL = {-1: "{x} <= $lows[{d}] + $bands[{d}]", 1: "{x} >= $highs[{d}] - $bands[{d}]"}
+
+
+def _band_findings(ctx, sd, skip, *, near, min_near, min_share, min_effect, alpha, baseline_fraction, min_baseline,
+                   min_episodes, cap) -> Iterator[Finding]:
+    """The *edge band* condition: the policy moved into the outer ``near`` of a dimension's reached range and the
+    band pays more per step than the interior and than the baseline paid in the band (or anywhere, unvisited)."""
+    firsts = [r[0] for r in ctx.sql(
+        "SELECT min(global_step) AS s FROM steps WHERE run_id = $run_id GROUP BY env_index, episode ORDER BY s").rows()]
+    use_ref = _use_reference(ctx)
+    if not use_ref:
+        nb = baseline_count(len(firsts), baseline_fraction, min_baseline)
+        if len(firsts) < nb + min_baseline:
+            return
+        split = int(firsts[nb])
+        base_from = f"the run's first {nb} episodes"
+    for column in ("obs", "action"):
+        dims = list_dims(ctx, column)
+        if dims is None:
+            continue
+        lows, highs = dim_ranges(ctx, column, dims)
+        if use_ref:
+            rl, rh = dim_ranges(ctx, column, dims, reference=True)
+            if len(rl) == len(lows):
+                lows = [min(a, b) for a, b in zip(lows, rl)]
+                highs = [max(a, b) for a, b in zip(highs, rh)]
+        if not lows:
+            continue
+        bands = [near * (h - lo) for lo, h in zip(lows, highs)]
+        c = ident(column)
+        keys = [(d, side) for d in range(1, dims + 1) for side in (-1, 1)
+                if highs[d - 1] > lows[d - 1] and (column, d, side) not in skip]
+        if not keys:
+            continue
+        params = {"lows": lows, "highs": highs, "bands": bands}
+        # judged: the steps after the baseline, and their last two thirds and last third (a late onset is not
+        # diluted by the unchanged episodes before it; the smallest p is Bonferroni-adjusted for the tails tried)
+        if use_ref:
+            bw = f"FROM steps WHERE list_contains($reference, run_id) AND {c} IS NOT NULL AND isfinite(reward)"
+            base_from, starts = "the reference runs", [firsts[0]]
+            judged_eps = len(firsts)
+        else:
+            bw = f"FROM steps WHERE run_id = $run_id AND {c} IS NOT NULL AND isfinite(reward) AND global_step < $split"
+            judged_eps = len(firsts) - nb
+            starts = [split]
+        first_judged = len(firsts) - judged_eps
+        starts += [int(firsts[k]) for k in (first_judged + judged_eps // 3, first_judged + 2 * judged_eps // 3)
+                   if k > first_judged and len(firsts) - k >= min_episodes]
+        aggs_b = ["count(*)", "avg(reward)", "var_samp(reward)"]
+        for d, side in keys:
+            cond = _BAND_SQL[side].format(x=f"{c}[{d}]", d=d)
+            aggs_b += [f"count(*) FILTER (WHERE {cond})", f"avg(reward) FILTER (WHERE {cond})",
+                       f"var_samp(reward) FILTER (WHERE {cond})", f"count(*) FILTER (WHERE NOT ({cond}))",
+                       f"avg(reward) FILTER (WHERE NOT ({cond}))", f"var_samp(reward) FILTER (WHERE NOT ({cond}))"]
+        bsql = f"SELECT {', '.join(aggs_b)} {bw}"
+        used = lambda sql: {k: v for k, v in params.items() if f"${k}[" in sql}  # noqa: E731 (bind only those used)
+        brow = (ctx.reference_sql(bsql, **used(bsql)) if use_ref else ctx.sql(bsql, split=split, **used(bsql))).one()
+        nbs = int(brow[0] or 0)
+        if not nbs or brow[1] is None:
+            continue
+        b_mean, b_var = float(brow[1]), float(brow[2] or 0.0)
+        best: dict = {}
+        for start in starts:
+            aggs_j = ["count(*)"]
+            for d, side in keys:
+                cond = _BAND_SQL[side].format(x=f"{c}[{d}]", d=d)
+                aggs_j += [f"count(*) FILTER (WHERE {cond})", f"avg(reward) FILTER (WHERE {cond})",
+                           f"var_samp(reward) FILTER (WHERE {cond})", f"count(*) FILTER (WHERE NOT ({cond}))",
+                           f"avg(reward) FILTER (WHERE NOT ({cond}))", f"var_samp(reward) FILTER (WHERE NOT ({cond}))",
+                           f"approx_count_distinct({c}[{d}])"]
+            jsql = (f"SELECT {', '.join(aggs_j)} FROM steps WHERE run_id = $run_id AND {c} IS NOT NULL "
+                    "AND isfinite(reward) AND global_step >= $start")
+            jrow = ctx.sql(jsql, start=start, **used(jsql)).one()
+            nj = int(jrow[0] or 0)
+            if not nj:
+                continue
+            for idx, (d, side) in enumerate(keys):
+                n1, m1, v1, n0, m0, v0, distinct = jrow[1 + 7 * idx: 8 + 7 * idx]
+                kb, mb, vb, ki, mi, vi = brow[3 + 6 * idx: 9 + 6 * idx]
+                kb, ki = int(kb or 0), int(ki or 0)
+                if not n1 or not n0 or int(distinct or 0) < 3:
+                    continue
+                v1, v0 = float(v1 or 0.0), float(v0 or 0.0)
+                share, b_share = n1 / nj, kb / nbs
+                effect_in = (m1 - m0) / sd
+                if kb >= 2 and ki >= 2:
+                    # the baseline visited the band: the edge's advantage over the interior must have grown (a
+                    # learner that improves everywhere, or a task that pays best at an edge, keeps its gap)
+                    ref_what, ref_m = "the baseline's band", float(mb)
+                    gap = (m1 - m0) - (float(mb) - float(mi))
+                    se = math.sqrt(v1 / n1 + v0 / n0 + float(vb or 0.0) / kb + float(vi or 0.0) / ki)
+                    p_ref = normal_sf(gap / se) if se > 0 else (0.0 if gap > 0 else 1.0)
+                    effect_base = gap / sd
+                else:
+                    # the band was new: it must pay more than the baseline paid per step
+                    ref_what, ref_m = "the baseline", b_mean
+                    p_ref = welch_greater(n1, m1, v1, nbs, b_mean, b_var)
+                    effect_base = (m1 - b_mean) / sd
+                if share < min_share or effect_in < min_effect or effect_base < min_effect:
+                    continue
+                p = max(proportion_greater(int(n1), nj, kb, nbs), welch_greater(n1, m1, v1, n0, m0, v0), p_ref)
+                if (d, side) not in best or p < best[(d, side)][0]:
+                    best[(d, side)] = (p, share, b_share, m1, m0, ref_m, effect_in, effect_base, ref_what)
+        for (d, side), (p, share, b_share, m1, m0, ref_m, effect_in, effect_base, ref_what) in sorted(best.items()):
+            p = min(1.0, p * len(starts))
+            if p > alpha:
+                continue
+            f = _band_finding(ctx, column, d, side, lows, highs, bands, share, b_share, m1, m0, ref_m, effect_in,
+                              effect_base, p, base_from, ref_what, len(starts), None if use_ref else split,
+                              min_share, min_effect, min_episodes, cap)
+            if f is not None:
+                yield f
+
+
+def _band_finding(ctx, column, i, side, lows, highs, bands, share, b_share, m_band, m_in, b_mean, effect_in,
+                  effect_base, p, base_from, ref_what, tails, split, min_share, min_effect, min_episodes,
+                  cap) -> Finding | None:
+    x = f"{ident(column)}[$dim]"
+    edge_value = lows[i - 1] if side < 0 else highs[i - 1]
+    inband = f"({x} <= $edge_value + $band)" if side < 0 else f"({x} >= $edge_value - $band)"
+    params = {"dim": i, "edge_value": edge_value, "band": bands[i - 1]}
+    query = (
+        "SELECT env_index, episode, min(global_step) AS first_global_step, max(global_step) AS last_global_step, "
+        f"count(*) AS steps, count(*) FILTER (WHERE {inband}) AS band_steps, "
+        f"round(avg(reward) FILTER (WHERE {inband}), 9) AS band_reward, "
+        f"round(avg(reward) FILTER (WHERE NOT {inband}), 9) AS interior_reward "
+        f"FROM steps WHERE run_id = $run_id AND {ident(column)} IS NOT NULL AND isfinite(reward) "
+        "GROUP BY env_index, episode"
+    )
+    rows = ctx.sql(query + " ORDER BY first_global_step, env_index", **params).rows()
+    # an episode is in the edge's grip when more of its steps are in the band than in any baseline episode
+    # (and at least min_share) and the band pays it more than its interior
+    judged = [r for r in rows if r[2] >= split] if split is not None else rows
+    base_max = max((r[5] / r[4] for r in rows if split is not None and r[2] < split and r[4]), default=0.0)
+    flags = [r[5] >= min_share * r[4] and r[5] > base_max * r[4] and r[6] is not None
+             and (r[7] is None or r[6] > r[7]) for r in judged]
+    offset = len(rows) - len(judged)
+    span = persistent_span(flags, min_episodes=min_episodes, groups=[r[0] for r in judged])
+    if span is None:
+        return None
+    span = Span(span.start + offset, span.end + offset, span.members + offset)
+    fields = span_fields(rows, span)
+    evidence = ctx.evidence(
+        f"SELECT * FROM ({query}) AS ep WHERE first_global_step BETWEEN $step_start AND $step_end "
+        "ORDER BY first_global_step, env_index",
+        cap=cap, step_start=fields["step_start"], step_end=fields["step_end"], **params,
+    )
+    where = "low" if side < 0 else "high"
+    band = f"<= {num(edge_value + bands[i - 1])}" if side < 0 else f">= {num(edge_value - bands[i - 1])}"
+    return ctx.finding(
+        f"{column}[{i}] moved into the outer band of its {where} edge ({band}, the outer {bands[i - 1] / max(highs[i - 1] - lows[i - 1], 1e-300):.0%} of the reached range) on "
+        f"{share:.0%} of steps after the baseline vs {b_share:.0%} in {base_from}, where a step pays {num(m_band)} "
+        f"against {num(m_in)} in the interior and {num(b_mean)} in {ref_what} ({effect_in:.2g} and "
+        f"{effect_base:.2g} reward SDs more); expected the edge to pay no more than the rest of the range",
+        score=float(min(effect_in, effect_base)),
+        evidence=evidence,
+        p_value=p,
+        p_method="asymptotic (the largest p of: one-sided two-proportion z on band visitation vs the baseline, "
+                 "Welch z on step rewards band vs interior and band vs baseline"
+                 + (f"; the smallest of {tails} tails of the steps after the baseline, Bonferroni-adjusted)"
+                    if tails > 1 else ")"),
+        actual={"column": column, "dimension": i, "edge": where, "condition": "band", "edge_value": edge_value,
+                "band_share": share, "band_reward": m_band, "interior_reward": m_in, "effect_sd": effect_in,
+                "effect_vs_baseline_sd": effect_base, "reached_range": [lows[i - 1], highs[i - 1]]},
+        expected={"baseline": base_from, "band_share": b_share, "baseline_reward": b_mean, "compared_with": ref_what,
+                  "max_effect_sd": min_effect, "band_width": bands[i - 1]},
         **fields,
     )
 
